@@ -1,0 +1,194 @@
+/**
+ * The two roles of a job as functions of a config and a transport: the
+ * parameter server (load pretrained weights, train, write the results) and
+ * a worker. The CLI runs one per process over NATS; `trainInProcess` runs
+ * them all in one process over the in-process transport.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config.ts";
+import { InProcessHub, type Transport } from "../transport/mod.ts";
+import { formatImageFolderEvent } from "../data/mod.ts";
+import { loadPretrainedWeights } from "../model/weights/mod.ts";
+import type { Logger } from "../log.ts";
+import { createLogger } from "../log.ts";
+import { runParameterServer } from "../ps/parameter_server.ts";
+import { runWorker, type WorkerResult } from "../worker/worker.ts";
+import { type JobSetup, setupJob } from "./job.ts";
+import { readFlat, writeFlat } from "./layout.ts";
+import { type Checkpoint, CheckpointError } from "./checkpoint.ts";
+import { saveLayersModel } from "./save_model.ts";
+import { type RunSummary, summarize, writeSummary } from "./summary.ts";
+
+/** Options of {@linkcode runPsRole}. */
+export interface PsRoleOptions {
+  config: JobConfig;
+  runId: string;
+  transport: Transport;
+  log: Logger;
+  outDir: string;
+  /** Backend name for the summary. */
+  backend: string;
+  resume?: Checkpoint;
+  /** Already prepared setup (in-process runs share nothing else). */
+  setup?: JobSetup;
+}
+
+/** Loads data and weights, trains, writes metrics, summary and model. */
+export async function runPsRole(options: PsRoleOptions): Promise<RunSummary> {
+  const { config, runId, transport, log, outDir } = options;
+  await Deno.mkdir(outDir, { recursive: true });
+
+  const setup = options.setup ?? await setupJob(config, {
+    onData: (event) => log.info(formatImageFolderEvent(event)),
+  });
+  log.info(
+    `data: ${setup.dataset.train.count} train / ${setup.dataset.val.count} ` +
+      `val images, classes ${setup.classes.join(", ")}`,
+  );
+
+  const loaded = await loadPretrainedWeights(setup.model, {
+    source: config.model.weights,
+    alpha: config.model.alpha,
+    imageSize: config.model.imageSize,
+    log: (m) => log.info(m),
+  });
+  log.info(`weights: ${loaded.description}`);
+  const initialWeights = readFlat(setup.model, setup.layout);
+
+  if (options.resume) checkResume(options.resume, setup);
+
+  const result = await runParameterServer({
+    setup,
+    runId,
+    transport,
+    initialWeights,
+    inputScaling: loaded.inputScaling,
+    log,
+    outDir,
+    resume: options.resume,
+  });
+
+  writeFlat(setup.model, setup.layout, result.weights);
+  await saveLayersModel(setup.model, `${outDir}/model`);
+  const summary = summarize({
+    runId,
+    setup,
+    result,
+    backend: options.backend,
+    inputScaling: loaded.inputScaling,
+  });
+  await writeSummary(`${outDir}/summary.json`, summary);
+  return summary;
+}
+
+function checkResume(checkpoint: Checkpoint, setup: JobSetup): void {
+  const names = setup.layout.entries.map((e) => e.name);
+  if (checkpoint.fingerprint !== setup.fingerprint) {
+    throw new CheckpointError(
+      "(resume)",
+      `written for config fingerprint ${checkpoint.fingerprint.slice(0, 16)}, ` +
+        `this job's is ${setup.fingerprint.slice(0, 16)}`,
+    );
+  }
+  if (checkpoint.layout.join("\n") !== names.join("\n")) {
+    throw new CheckpointError("(resume)", "variable layout differs");
+  }
+}
+
+/** Options of {@linkcode runWorkerRole}. */
+export interface WorkerRoleOptions {
+  config: JobConfig;
+  runId: string;
+  rank: number;
+  transport: Transport;
+  log: Logger;
+  backend: string;
+  device?: string | null;
+  setup?: JobSetup;
+}
+
+/** Loads the data, joins the run and works until the PS stops it. */
+export async function runWorkerRole(
+  options: WorkerRoleOptions,
+): Promise<WorkerResult> {
+  const { config, log } = options;
+  const setup = options.setup ?? await setupJob(config, {
+    onData: (event) => log.debug(formatImageFolderEvent(event)),
+  });
+  return await runWorker({
+    setup,
+    runId: options.runId,
+    rank: options.rank,
+    transport: options.transport,
+    log,
+    backend: options.backend,
+    device: options.device ?? null,
+  });
+}
+
+/** Options of {@linkcode trainInProcess}. */
+export interface TrainInProcessOptions {
+  config: JobConfig;
+  runId: string;
+  outDir: string;
+  /** Backend name for the summary (the caller selects it). */
+  backend: string;
+  log?: Logger;
+  /** The in-process bus's message size limit. */
+  maxPayloadBytes?: number;
+  /** Messages to inject on the bus when step `atStep` begins (tests). */
+  inject?: (transport: Transport) => void;
+}
+
+/**
+ * Runs the parameter server and every worker in this process over the
+ * in-process transport: the same code and the same bytes as over NATS,
+ * for deterministic single-node tests.
+ */
+export async function trainInProcess(
+  options: TrainInProcessOptions,
+): Promise<RunSummary> {
+  const { config, runId, outDir, backend } = options;
+  const log = options.log ?? createLogger({ runId, role: "in-process" });
+  const hub = new InProcessHub(
+    options.maxPayloadBytes === undefined
+      ? {}
+      : { maxPayloadBytes: options.maxPayloadBytes },
+  );
+  const transports: Transport[] = [];
+  const connect = () => {
+    const t = hub.connect();
+    transports.push(t);
+    return t;
+  };
+
+  try {
+    const workers = Array.from(
+      { length: config.train.workers },
+      (_, rank) =>
+        runWorkerRole({
+          config,
+          runId,
+          rank,
+          transport: connect(),
+          log: log.child(`worker ${rank}`),
+          backend,
+        }),
+    );
+    const ps = runPsRole({
+      config,
+      runId,
+      transport: connect(),
+      log: log.child("ps"),
+      outDir,
+      backend,
+    });
+    if (options.inject) options.inject(connect());
+
+    const [summary] = await Promise.all([ps, ...workers]);
+    return summary as RunSummary;
+  } finally {
+    for (const t of transports) await t.close();
+  }
+}
