@@ -164,6 +164,9 @@ export class GradientCollector {
         workers,
         kinds: ["tensor_chunk"],
         steps: { min: 0, max: Math.max(this.#step, 0) },
+        // Nothing a worker sends on this bus is larger; a bigger message
+        // (routed from a server with a larger max_payload) is `oversized`.
+        maxMessageBytes: this.#o.transport.maxPayloadBytes,
       });
       if (chunk.stream !== "grads") {
         throw new WireError({

@@ -42,6 +42,9 @@ import { Membership } from "./membership.ts";
 import { encodeStepMeta } from "../protocol/step_meta.ts";
 import { float32Sha256 } from "./weights_hash.ts";
 
+/** A progress line at most this often within an epoch. */
+const PROGRESS_EVERY_MS = 15_000;
+
 /** Options of {@linkcode runParameterServer}. */
 export interface ParameterServerOptions {
   setup: JobSetup;
@@ -128,6 +131,7 @@ export async function runParameterServer(
   let evaluation: Evaluation | null = null;
   let imagesSeen = 0;
   let epochTotals = newEpochTotals();
+  let lastProgress = performance.now();
 
   const checkpoint = async () => {
     await writeCheckpoint(`${options.outDir}/checkpoint.msgpack`, {
@@ -249,6 +253,18 @@ export async function runParameterServer(
           `in ${seconds.toFixed(2)} s`,
         step,
       );
+      if (performance.now() - lastProgress >= PROGRESS_EVERY_MS) {
+        lastProgress = performance.now();
+        const n = Math.max(1, epochTotals.count);
+        log.info(
+          `step ${step + 1}/${totalSteps} (epoch ${epoch + 1}, ` +
+            `${stepInEpoch + 1}/${stepsPerEpoch}): loss ` +
+            `${(epochTotals.lossSum / n).toFixed(4)} acc ` +
+            `${(epochTotals.correct / n).toFixed(3)} ` +
+            `${(epochTotals.count / epochTotals.seconds).toFixed(1)} img/s`,
+          step,
+        );
+      }
 
       // Epoch end (or the last step): evaluate, report, checkpoint.
       const last = step + 1 === totalSteps;

@@ -36,12 +36,25 @@ export interface PsRoleOptions {
 
 /** Loads data and weights, trains, writes metrics, summary and model. */
 export async function runPsRole(options: PsRoleOptions): Promise<RunSummary> {
-  const { config, runId, transport, log, outDir } = options;
+  const { config, log, outDir } = options;
   await Deno.mkdir(outDir, { recursive: true });
 
   const setup = options.setup ?? await setupJob(config, {
     onData: (event) => log.info(formatImageFolderEvent(event)),
   });
+  try {
+    return await trainAndSave(options, setup);
+  } finally {
+    // A setup made here is ours: free its model's tensors (a caller's stays).
+    if (options.setup === undefined) setup.model.dispose();
+  }
+}
+
+async function trainAndSave(
+  options: PsRoleOptions,
+  setup: JobSetup,
+): Promise<RunSummary> {
+  const { config, runId, transport, log, outDir } = options;
   log.info(
     `data: ${setup.dataset.train.count} train / ${setup.dataset.val.count} ` +
       `val images, classes ${setup.classes.join(", ")}`,
@@ -70,6 +83,8 @@ export async function runPsRole(options: PsRoleOptions): Promise<RunSummary> {
   });
 
   writeFlat(setup.model, setup.layout, result.weights);
+  // Whoever loads the model later reads how to scale its inputs from here.
+  setup.model.setUserDefinedMetadata({ inputScaling: loaded.inputScaling });
   await saveLayersModel(setup.model, `${outDir}/model`);
   const summary = summarize({
     runId,
@@ -116,15 +131,19 @@ export async function runWorkerRole(
   const setup = options.setup ?? await setupJob(config, {
     onData: (event) => log.debug(formatImageFolderEvent(event)),
   });
-  return await runWorker({
-    setup,
-    runId: options.runId,
-    rank: options.rank,
-    transport: options.transport,
-    log,
-    backend: options.backend,
-    device: options.device ?? null,
-  });
+  try {
+    return await runWorker({
+      setup,
+      runId: options.runId,
+      rank: options.rank,
+      transport: options.transport,
+      log,
+      backend: options.backend,
+      device: options.device ?? null,
+    });
+  } finally {
+    if (options.setup === undefined) setup.model.dispose();
+  }
 }
 
 /** Options of {@linkcode trainInProcess}. */

@@ -1,0 +1,312 @@
+/**
+ * The {@linkcode Transport} over a real NATS server, through the npm `nats`
+ * client.
+ *
+ * @module
+ */
+
+import { connect, type NatsConnection, type Status } from "nats";
+import { checkSubject } from "./subjects.ts";
+import {
+  type HandlerErrorCallback,
+  type MessageHandler,
+  reportHandlerError,
+  type Subscription,
+  type Transport,
+  TransportError,
+  type TransportLog,
+  type TransportLogLevel,
+} from "./transport.ts";
+
+/** Defaults of {@linkcode ConnectNatsOptions}. */
+export const NATS_DEFAULTS = {
+  /** How long the first connection may take. */
+  timeoutMs: 5_000,
+  /** Reconnection attempts per server before giving up; -1 for ever. */
+  maxReconnectAttempts: 10,
+  /** The wait between two reconnection attempts to one server. */
+  reconnectTimeWaitMs: 2_000,
+} as const;
+
+/** Options of {@linkcode connectNats}. */
+export interface ConnectNatsOptions {
+  /** The server, such as `nats://127.0.0.1:4222`. */
+  url: string;
+  /** The connection's name, shown by the server (`ps`, `worker-1`). */
+  name?: string;
+  /** Receives connect, disconnect and reconnect events. */
+  log?: TransportLog;
+  /** Receives errors thrown by handlers. @default reportHandlerError */
+  onHandlerError?: HandlerErrorCallback;
+  /**
+   * How long the first connection may take, in ms.
+   * @default NATS_DEFAULTS.timeoutMs
+   */
+  timeoutMs?: number;
+  /**
+   * Reconnection attempts per server before `closed` settles; -1 for ever.
+   * @default NATS_DEFAULTS.maxReconnectAttempts
+   */
+  maxReconnectAttempts?: number;
+  /**
+   * The wait between two attempts on one server, in ms.
+   * @default NATS_DEFAULTS.reconnectTimeWaitMs
+   */
+  reconnectTimeWaitMs?: number;
+}
+
+/**
+ * Connects to a NATS server. `maxPayloadBytes` is the server's
+ * `max_payload`, from the INFO it sent on connect.
+ *
+ * While disconnected, the client buffers publishes and retries every
+ * `reconnectTimeWaitMs`, logging each transition; when the attempts run
+ * out, `closed` settles with the error.
+ *
+ * @throws {TransportError} `connect_failed`, naming the URL.
+ *
+ * @example
+ * ```ts ignore
+ * const transport = await connectNats({
+ *   url: "nats://127.0.0.1:4222",
+ *   name: "ps",
+ *   log: ({ level, message }) => console.error(level, message),
+ * });
+ * ```
+ */
+export async function connectNats(
+  options: ConnectNatsOptions,
+): Promise<Transport> {
+  const {
+    url,
+    name,
+    log = () => {},
+    onHandlerError = reportHandlerError,
+    timeoutMs = NATS_DEFAULTS.timeoutMs,
+    maxReconnectAttempts = NATS_DEFAULTS.maxReconnectAttempts,
+    reconnectTimeWaitMs = NATS_DEFAULTS.reconnectTimeWaitMs,
+  } = options;
+
+  // TODO(#2): a PS receiving many workers' gradients at once can pass the
+  // server's max_pending (64 MiB) and be cut off as a slow consumer; pace
+  // the workers or raise max_pending before scaling past ~4 workers of
+  // MobileNetV2 alpha 1.0.
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: url,
+      name,
+      timeout: timeoutMs,
+      maxReconnectAttempts,
+      reconnectTimeWait: reconnectTimeWaitMs,
+    });
+  } catch (error) {
+    throw new TransportError({
+      code: "connect_failed",
+      message: `Cannot connect to NATS at ${url}: ${errorText(error)}`,
+      cause: error,
+    });
+  }
+
+  const label = name ?? url;
+  const transport = new NatsTransport({ nc, label, log, onHandlerError });
+  log({
+    level: "info",
+    message: `nats ${label} connected to ${url} ` +
+      `(server ${nc.info?.server_id ?? "?"}, max_payload ` +
+      `${transport.maxPayloadBytes})`,
+  });
+  return transport;
+}
+
+const STATUS_LEVELS: Record<string, TransportLogLevel> = {
+  disconnect: "warn",
+  reconnect: "info",
+  reconnecting: "debug",
+  update: "debug",
+  ldm: "warn",
+  error: "error",
+  pingTimer: "debug",
+  staleConnection: "warn",
+};
+
+class NatsTransport implements Transport {
+  readonly closed: Promise<Error | undefined>;
+  readonly #nc: NatsConnection;
+  readonly #onHandlerError: HandlerErrorCallback;
+  readonly #log: TransportLog;
+  readonly #label: string;
+  readonly #connectMaxPayloadBytes: number;
+  readonly #statusLoop: Promise<void>;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: {
+    nc: NatsConnection;
+    label: string;
+    log: TransportLog;
+    onHandlerError: HandlerErrorCallback;
+  }) {
+    const { nc, label, log } = options;
+    this.#nc = nc;
+    this.#onHandlerError = options.onHandlerError;
+    this.#log = log;
+    this.#label = label;
+    this.#connectMaxPayloadBytes = nc.info?.max_payload ?? 0;
+    const statuses = nc.status();
+    this.#statusLoop = watchStatus(statuses, { label, log });
+    this.closed = nc.closed().then((error) => {
+      stopStatusIterator(statuses);
+      log({
+        level: error ? "error" : "info",
+        message: `nats ${label} closed` +
+          (error ? `: ${errorText(error)}` : ""),
+      });
+      return error ?? undefined;
+    });
+  }
+
+  get maxPayloadBytes(): number {
+    return this.#nc.info?.max_payload ?? this.#connectMaxPayloadBytes;
+  }
+
+  publish(subject: string, data: Uint8Array): void {
+    this.#checkOpen(subject);
+    checkSubject(subject, { wildcards: false });
+
+    const limit = this.maxPayloadBytes;
+    if (data.length > limit) {
+      throw new TransportError({
+        code: "max_payload_exceeded",
+        subject,
+        message: `Cannot publish on ${subject}: ${data.length} bytes is ` +
+          `above the server's max_payload ${limit}`,
+      });
+    }
+    try {
+      this.#nc.publish(subject, data);
+    } catch (error) {
+      throw this.#translate(error, subject);
+    }
+  }
+
+  subscribe(subject: string, handler: MessageHandler): Subscription {
+    this.#checkOpen(subject);
+    checkSubject(subject, { wildcards: true });
+
+    const subscription = this.#nc.subscribe(subject, {
+      callback: (error, message) => {
+        if (error) {
+          this.#log({
+            level: "error",
+            message: `nats ${this.#label} subscription ${subject} failed: ` +
+              errorText(error),
+          });
+          return;
+        }
+        this.#deliver(handler, message);
+      },
+    });
+    return {
+      unsubscribe: () => {
+        if (!subscription.isClosed()) subscription.unsubscribe();
+      },
+    };
+  }
+
+  async flush(): Promise<void> {
+    this.#checkOpen();
+    try {
+      await this.#nc.flush();
+    } catch (error) {
+      throw this.#translate(error);
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    if (!this.#nc.isClosed()) await this.#nc.drain();
+    await this.closed;
+    await this.#statusLoop;
+  }
+
+  #deliver(
+    handler: MessageHandler,
+    message: { data: Uint8Array; subject: string },
+  ): void {
+    try {
+      const result: unknown = handler(message.data, message.subject);
+      if (result instanceof Promise) {
+        result.catch((error) => this.#onHandlerError(error, message.subject));
+      }
+    } catch (error) {
+      this.#onHandlerError(error, message.subject);
+    }
+  }
+
+  #checkOpen(subject?: string): void {
+    if (this.#closing !== undefined || this.#nc.isClosed()) {
+      throw new TransportError({
+        code: "closed",
+        subject,
+        message: `Cannot use NATS connection ${this.#label}: it is closed`,
+      });
+    }
+  }
+
+  #translate(error: unknown, subject?: string): Error {
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (code === "MAX_PAYLOAD_EXCEEDED") {
+      return new TransportError({
+        code: "max_payload_exceeded",
+        subject,
+        message: `Cannot publish on ${subject}: above the server's ` +
+          "max_payload",
+        cause: error,
+      });
+    }
+    if (code === "CONNECTION_CLOSED" || code === "CONNECTION_DRAINING") {
+      return new TransportError({
+        code: "closed",
+        subject,
+        message: `Cannot use NATS connection ${this.#label}: it is closed`,
+        cause: error,
+      });
+    }
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
+
+async function watchStatus(
+  statuses: AsyncIterable<Status>,
+  options: { label: string; log: TransportLog },
+): Promise<void> {
+  const { label, log } = options;
+
+  for await (const status of statuses) {
+    log({
+      level: STATUS_LEVELS[status.type] ?? "info",
+      message: `nats ${label} ${status.type}: ${describeStatus(status)}`,
+    });
+  }
+}
+
+// nats.js (2.29) leaves status iterators open after the connection closes;
+// its iterator has a stop() that ends the loop, which the public type hides.
+function stopStatusIterator(statuses: AsyncIterable<Status>): void {
+  const iterator = statuses as { stop?: () => void };
+  iterator.stop?.();
+}
+
+function describeStatus(status: Status): string {
+  return typeof status.data === "object"
+    ? JSON.stringify(status.data)
+    : String(status.data);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
