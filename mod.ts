@@ -58,8 +58,8 @@ export {
   ALPHAS,
   buildMobileNetV2,
   makeDivisible,
-  ModelConfigError,
   type MobileNetV2Options,
+  ModelConfigError,
 } from "./src/model/mobilenet_v2.ts";
 export {
   type InputScaling,

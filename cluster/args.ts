@@ -112,7 +112,8 @@ export function parseCommandLine(args: string[]): CommandLine {
 }
 
 /** Flags every command takes, for `--help`. */
-export const COMMON_FLAGS = `Flags (they override --config, which overrides the defaults):
+export const COMMON_FLAGS =
+  `Flags (they override --config, which overrides the defaults):
   --config FILE        job config (JSON: model, data, train, optimizer)
   --workers N          worker processes (ranks)             [2]
   --epochs N           epochs to train                      [8]

@@ -17,18 +17,15 @@ import {
   parseJobConfig,
 } from "../src/config.ts";
 import { createLogger, type Logger } from "../src/log.ts";
-import {
-  formatImageFolderEvent,
-  loadImageFolder,
-} from "../src/data/mod.ts";
+import { formatImageFolderEvent, loadImageFolder } from "../src/data/mod.ts";
 import { connectNats } from "../src/transport/mod.ts";
 import { type BackendChoice, selectBackend } from "../src/backend/mod.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { runPsRole, runWorkerRole } from "../src/train/run_job.ts";
 import { writeFileAtomic } from "../src/train/atomic_file.ts";
 import {
-  COMMON_FLAGS,
   type CommandLine,
+  COMMON_FLAGS,
   parseCommandLine,
   UsageError,
 } from "./args.ts";
@@ -58,7 +55,9 @@ server refuses a worker whose config differs from its own.`,
 };
 
 function usage(command: string): string {
-  return `${USAGE[command]}\n\n${COMMON_FLAGS}\n  --nats URL           NATS server (ps, worker)\n` +
+  return `${
+    USAGE[command]
+  }\n\n${COMMON_FLAGS}\n  --nats URL           NATS server (ps, worker)\n` +
     `  --rank R             worker rank (worker)\n` +
     `  --gpus LIST          one worker per device id (cluster)\n` +
     `  --resume FILE        continue from a checkpoint.msgpack (ps, cluster)`;
@@ -126,7 +125,9 @@ async function runCluster(command: string, cli: CommandLine): Promise<number> {
     valFraction: config.data.valFraction,
     seed: config.train.seed,
     onCorrupt: config.data.onCorrupt,
-    ...(config.data.cacheDir === null ? {} : { cacheDir: config.data.cacheDir }),
+    ...(config.data.cacheDir === null
+      ? {}
+      : { cacheDir: config.data.cacheDir }),
     log: (event) => log.info(formatImageFolderEvent(event)),
   });
 
@@ -253,7 +254,9 @@ export async function main(args: string[]): Promise<number> {
   try {
     cli = parseCommandLine(rest);
   } catch (error) {
-    console.error(`${command}: ${(error as Error).message}\n\n${usage(command)}`);
+    console.error(
+      `${command}: ${(error as Error).message}\n\n${usage(command)}`,
+    );
     return 2;
   }
   if (cli.help) {

@@ -9,7 +9,12 @@
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
-const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+const ORDER: Record<LogLevel, number> = {
+  debug: 0,
+  info: 1,
+  warn: 2,
+  error: 3,
+};
 
 /** Where a line comes from. */
 export interface LogContext {

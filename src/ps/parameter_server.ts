@@ -17,16 +17,13 @@
  *
  * @module
  */
+import { encodeTensorStream, PS_RANK, RejectionCounter } from "../wire/mod.ts";
+import { encodeMessage, type RejectionEvent } from "../wire/mod.ts";
 import {
-  encodeTensorStream,
-  PS_RANK,
-  RejectionCounter,
-} from "../wire/mod.ts";
-import {
-  encodeMessage,
-  type RejectionEvent,
-} from "../wire/mod.ts";
-import { type RunSubjects, subjects, type Transport } from "../transport/mod.ts";
+  type RunSubjects,
+  subjects,
+  type Transport,
+} from "../transport/mod.ts";
 import { FlatAdamW, parseOptimizerConfig } from "../optim/mod.ts";
 import { makeBatch, rankBatchPositions } from "../data/mod.ts";
 import type { InputScaling } from "../data/mod.ts";
@@ -87,7 +84,9 @@ export async function runParameterServer(
   const { workers, perRankBatch, seed } = config.train;
   const runSubjects = subjects(options.subjectPrefix ?? "dptrain", runId);
 
-  const weights = new Float32Array(options.resume?.weights ?? options.initialWeights);
+  const weights = new Float32Array(
+    options.resume?.weights ?? options.initialWeights,
+  );
   const optimizer = new FlatAdamW({
     variables: layout.entries
       .filter((e) => e.role === "trainable")
@@ -169,16 +168,19 @@ export async function runParameterServer(
       const lr = optimizer.learningRate(step);
 
       // 1. Version `step` of the weights, with every rank's batch.
-      const indices = Array.from({ length: workers }, (_, rank) =>
-        Array.from(rankBatchPositions({
-          n: setup.dataset.train.count,
-          seed,
-          epoch,
-          step: stepInEpoch,
-          rank,
-          workers,
-          perRankBatch,
-        })));
+      const indices = Array.from(
+        { length: workers },
+        (_, rank) =>
+          Array.from(rankBatchPositions({
+            n: setup.dataset.train.count,
+            seed,
+            epoch,
+            step: stepInEpoch,
+            rank,
+            workers,
+            perRankBatch,
+          })),
+      );
       const chunks = encodeTensorStream({
         run: runId,
         step,
@@ -428,7 +430,9 @@ function describeEpoch(args: {
     ? ` | val acc ${evaluation.accuracy.toFixed(3)} loss ` +
       `${evaluation.loss.toFixed(4)} macro-F1 ${evaluation.macroF1.toFixed(3)}`
     : "";
-  return `epoch ${epoch + 1}/${epochs}: loss ${(totals.lossSum / n).toFixed(4)} ` +
+  return `epoch ${epoch + 1}/${epochs}: loss ${
+    (totals.lossSum / n).toFixed(4)
+  } ` +
     `acc ${(totals.correct / n).toFixed(3)} lr ${lr.toExponential(2)} ` +
     `${(totals.count / totals.seconds).toFixed(1)} img/s${val}`;
 }
@@ -452,7 +456,10 @@ function logRejection(log: Logger, event: RejectionEvent): void {
     event.rank === undefined ? null : `rank ${event.rank}`,
     event.subject,
   ].filter((p) => p !== null && p !== undefined).join(", ");
-  log.warn(`dropped a message (${event.reason}; ${who}): ${event.message}`, event.step);
+  log.warn(
+    `dropped a message (${event.reason}; ${who}): ${event.message}`,
+    event.step,
+  );
 }
 
 /** The subjects a PS for `runId` uses, for tests that inject messages. */

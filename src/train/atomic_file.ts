@@ -12,7 +12,11 @@ export async function writeFileAtomic(
   bytes: Uint8Array,
 ): Promise<void> {
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const file = await Deno.open(tmp, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
 
   try {
     let written = 0;

@@ -62,8 +62,9 @@ export function layoutOf(model: tfl.LayersModel): VariableLayout {
     for (const w of list as tfl.LayerVariable[]) {
       const shape = w.shape as number[];
       const size = shape.reduce((a, b) => a * b, 1);
-      entries.push({ name: w.originalName, shape, size, offset, role } as
-        LayoutEntry);
+      entries.push(
+        { name: w.originalName, shape, size, offset, role } as LayoutEntry,
+      );
       offset += size;
     }
   }

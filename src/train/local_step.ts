@@ -103,7 +103,11 @@ export function computeLocalStep(
       const grad = result.grads[variables[i].name];
       flat.set(grad.dataSync() as Float32Array, entry.offset);
     }
-    tf.dispose([result.value, result.predicted, ...Object.values(result.grads)]);
+    tf.dispose([
+      result.value,
+      result.predicted,
+      ...Object.values(result.grads),
+    ]);
   }
 
   for (const e of layout.entries) {

@@ -102,7 +102,9 @@ function checkResume(checkpoint: Checkpoint, setup: JobSetup): void {
   if (checkpoint.fingerprint !== setup.fingerprint) {
     throw new CheckpointError(
       "(resume)",
-      `written for config fingerprint ${checkpoint.fingerprint.slice(0, 16)}, ` +
+      `written for config fingerprint ${
+        checkpoint.fingerprint.slice(0, 16)
+      }, ` +
         `this job's is ${setup.fingerprint.slice(0, 16)}`,
     );
   }

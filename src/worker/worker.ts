@@ -22,8 +22,8 @@ import {
 } from "../wire/mod.ts";
 import {
   type RunSubjects,
-  type Subscription,
   subjects,
+  type Subscription,
   type Transport,
 } from "../transport/mod.ts";
 import { makeBatch } from "../data/mod.ts";
@@ -116,7 +116,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   const onWelcome = (data: Uint8Array, subject: string) => {
     let welcome: WelcomeMessage;
     try {
-      welcome = decodeMessage(data, { run: runId, workers, kinds: ["welcome"] });
+      welcome = decodeMessage(data, {
+        run: runId,
+        workers,
+        kinds: ["welcome"],
+      });
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       rejections.record(error, { subject });
@@ -327,7 +331,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   }
 }
 
-function publishAll(transport: Transport, subject: string, chunks: Uint8Array[]) {
+function publishAll(
+  transport: Transport,
+  subject: string,
+  chunks: Uint8Array[],
+) {
   for (const chunk of chunks) transport.publish(subject, chunk);
 }
 
