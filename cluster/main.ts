@@ -9,6 +9,7 @@
  *
  * @module
  */
+import * as tf from "@tensorflow/tfjs-core";
 import {
   applyOverrides,
   DEFAULTS,
@@ -285,6 +286,9 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // tfjs takes Deno for Node.js and prints a banner about tfjs-node; the
+  // chosen backend is logged by us instead.
+  tf.env().set("PROD", true);
   Deno.exit(await main(Deno.args));
 }
 
