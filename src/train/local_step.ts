@@ -10,6 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
 import type { VariableLayout } from "./layout.ts";
+import { installFrozenBatchNormGradient } from "./batch_norm_grad.ts";
 
 /** Keras clips probabilities by this before the log in cross-entropy. */
 const PROB_EPSILON = 1e-7;
@@ -62,6 +63,7 @@ export function computeLocalStep(
   options: LocalStepOptions,
 ): LocalStepResult {
   const { imageSize, numClasses } = options;
+  installFrozenBatchNormGradient();
   const byName = new Map(model.weights.map((w) => [w.originalName, w]));
   const flat = new Float32Array(layout.totalSize);
   let lossSum = 0;
