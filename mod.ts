@@ -122,7 +122,13 @@ export { layoutOf, type VariableLayout } from "./src/train/layout.ts";
 export { readCheckpoint, writeCheckpoint } from "./src/train/checkpoint.ts";
 export { saveLayersModel } from "./src/train/save_model.ts";
 export { runParameterServer } from "./src/ps/parameter_server.ts";
-export { runWorker, WorkerRefusedError } from "./src/worker/worker.ts";
+export {
+  RunAbortedError,
+  runWorker,
+  WorkerDisconnectedError,
+  WorkerRefusedError,
+} from "./src/worker/worker.ts";
+export { StallError } from "./src/ps/collector.ts";
 export { createLogger, type Logger } from "./src/log.ts";
 
 // Wire and transports.

@@ -121,7 +121,10 @@ export async function runParameterServer(
     subjects: runSubjects,
     rejections,
   });
-  const metrics = await MetricsLog.create(`${options.outDir}/metrics.jsonl`);
+  const metrics = await MetricsLog.create(
+    `${options.outDir}/metrics.jsonl`,
+    options.resume ? { keepBeforeStep: options.resume.step } : {},
+  );
 
   const started = performance.now();
   const priorSeconds = options.resume?.wallSeconds ?? 0;

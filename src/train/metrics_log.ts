@@ -43,19 +43,35 @@ export class MetricsLog {
     this.#file = file;
   }
 
-  /** Opens (creating or truncating) `path`. */
-  static async create(path: string): Promise<MetricsLog> {
+  /**
+   * Opens (creating or truncating) `path`. With `keepBeforeStep`, a resumed
+   * run keeps its predecessor's records of the steps before it and drops
+   * the later ones, which it is about to write again.
+   */
+  static async create(
+    path: string,
+    options: { keepBeforeStep?: number } = {},
+  ): Promise<MetricsLog> {
+    const kept = options.keepBeforeStep === undefined
+      ? []
+      : await readRecordsBefore(path, options.keepBeforeStep);
     const file = await Deno.open(path, {
       write: true,
       create: true,
       truncate: true,
     });
-    return new MetricsLog(file);
+    const log = new MetricsLog(file);
+    for (const line of kept) await log.#write(line);
+    return log;
   }
 
   /** Appends one record. */
   async append(record: StepRecord | EpochRecord): Promise<void> {
-    const bytes = this.#encoder.encode(JSON.stringify(record) + "\n");
+    await this.#write(JSON.stringify(record));
+  }
+
+  async #write(line: string): Promise<void> {
+    const bytes = this.#encoder.encode(line + "\n");
     let written = 0;
     while (written < bytes.length) {
       written += await this.#file.write(bytes.subarray(written));
@@ -67,4 +83,29 @@ export class MetricsLog {
     await this.#file.sync();
     this.#file.close();
   }
+}
+
+/** The lines of an earlier log whose `step` is below `step`. */
+async function readRecordsBefore(
+  path: string,
+  step: number,
+): Promise<string[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+
+  // A line cut short by a crash does not parse; it is dropped.
+  return text.split("\n").filter((line) => {
+    try {
+      const record = JSON.parse(line);
+      return typeof record?.step === "number" && record.step < step;
+    } catch (error) {
+      if (error instanceof SyntaxError) return false;
+      throw error;
+    }
+  });
 }

@@ -158,7 +158,11 @@ export interface TrainInProcessOptions {
   log?: Logger;
   /** The in-process bus's message size limit. */
   maxPayloadBytes?: number;
-  /** Messages to inject on the bus when step `atStep` begins (tests). */
+  /**
+   * Called once, after the roles start, with a connection of its own to the
+   * bus: tests subscribe with it (e.g. to the weights, to act when a step
+   * begins) and inject messages.
+   */
   inject?: (transport: Transport) => void;
 }
 

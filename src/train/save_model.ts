@@ -25,6 +25,10 @@ export async function saveLayersModel(
       generatedBy: `TensorFlow.js tfjs-layers v${tf.version_core}`,
       convertedBy: "dptrain",
       modelTopology: artifacts.modelTopology,
+      // Set by the caller (e.g. the input scaling); loadLayersModel reads it.
+      ...(artifacts.userDefinedMetadata === undefined
+        ? {}
+        : { userDefinedMetadata: artifacts.userDefinedMetadata }),
       weightsManifest: [{
         paths: ["weights.bin"],
         weights: artifacts.weightSpecs ?? [],

@@ -75,6 +75,21 @@ export class RunAbortedError extends Error {
   }
 }
 
+/** The worker's connection closed before the run ended. */
+export class WorkerDisconnectedError extends Error {
+  readonly rank: number;
+
+  constructor(rank: number, cause: Error | undefined) {
+    super(
+      `rank ${rank}: the connection to the message bus closed before the ` +
+        `run ended${cause ? `: ${cause.message}` : ""}`,
+      { cause },
+    );
+    this.name = "WorkerDisconnectedError";
+    this.rank = rank;
+  }
+}
+
 /** What the worker did, for its exit log. */
 export interface WorkerResult {
   steps: number;
@@ -101,6 +116,10 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     finish = resolve;
     fail = reject;
   });
+  // Without a connection no weights can arrive: end instead of waiting.
+  transport.closed.then((cause) =>
+    fail(new WorkerDisconnectedError(rank, cause))
+  );
   const subscriptions: Subscription[] = [];
   let joined = false;
   let steps = 0;
