@@ -42,6 +42,11 @@ export interface DataConfig {
   onCorrupt: "error" | "skip";
   /** Random horizontal flips of training images. */
   flip: boolean;
+  /**
+   * Random resized crops of training images: the smallest share of the
+   * area a crop keeps, in (0, 1]; 0 turns crops off.
+   */
+  cropMinArea: number;
   /** Where decoded images are cached; `null` for the default. */
   cacheDir: string | null;
 }
@@ -92,6 +97,7 @@ export const DEFAULTS: Readonly<Omit<JobConfig, "optimizer">> = Object.freeze({
     valFraction: 0.2,
     onCorrupt: "error",
     flip: true,
+    cropMinArea: 0.5,
     cacheDir: null,
   },
   train: {
@@ -223,6 +229,18 @@ function checkJob(job: JobConfig, file: string | null): void {
   }
   checkOneOf("data.onCorrupt", data.onCorrupt, ["error", "skip"], file);
   checkOneOf("data.flip", data.flip, [true, false], file);
+  if (
+    typeof data.cropMinArea !== "number" || !(data.cropMinArea >= 0) ||
+    !(data.cropMinArea <= 1)
+  ) {
+    throw new ConfigError(
+      "data.cropMinArea",
+      `expected 0 (off) or a share of the area in (0, 1], got ${
+        JSON.stringify(data.cropMinArea)
+      }`,
+      file,
+    );
+  }
   if (data.cacheDir !== null) checkString("data.cacheDir", data.cacheDir, file);
 
   checkInt("train.workers", train.workers, 1, 1024, file);
@@ -360,6 +378,7 @@ export function fingerprintInput(
     model: job.model,
     data: {
       flip: job.data.flip,
+      cropMinArea: job.data.cropMinArea,
       valFraction: job.data.valFraction,
       onCorrupt: job.data.onCorrupt,
     },

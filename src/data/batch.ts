@@ -47,12 +47,40 @@ export interface RandomFlip {
  */
 export type FlipPolicy = ((index: number) => boolean) | RandomFlip;
 
+/** Tag of the crop draws, so they never reuse the flip draws. */
+export const CROP_TAG = "crop";
+
+/**
+ * Random crops for training ("random resized crop"): each example shows a
+ * box covering `minArea` to all of the image, aspect ratio 3:4 to 4:3,
+ * stretched back to the full size with bilinear sampling. The box is a pure
+ * function of (seed, epoch, dataset index), like the flips.
+ */
+export interface RandomCrop {
+  /** Run seed. */
+  seed: number;
+  /** Epoch number. */
+  epoch: number;
+  /** Smallest share of the image's area a crop keeps, in (0, 1]. */
+  minArea: number;
+}
+
+/** A crop box in source pixels. */
+export interface CropBox {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 /** Options for {@linkcode makeBatch}. */
 export interface MakeBatchOptions {
   /** Pixel scaling, which the model's weights dictate. */
   scaling: InputScaling;
   /** Horizontal flips; none when absent (evaluation). */
   flip?: FlipPolicy;
+  /** Random crops; none when absent (evaluation). */
+  crop?: RandomCrop;
 }
 
 /** One batch, ready to become an NHWC tensor. */
@@ -140,12 +168,88 @@ function flipDecider(flip: FlipPolicy | undefined): (i: number) => boolean {
  * assert.ok(batch.labels[0] === 0);
  * ```
  */
+/** The crop box of one example; see {@linkcode RandomCrop}. */
+export function randomCropBox(
+  crop: RandomCrop & { index: number; size: number },
+): CropBox {
+  const { seed, epoch, index, size, minArea } = crop;
+  if (!(minArea > 0 && minArea <= 1)) {
+    throw new RangeError(
+      `Cannot crop: minArea must be in (0, 1], received ${minArea}`,
+    );
+  }
+  const rng = new CounterRng({ seed, tag: CROP_TAG });
+
+  const area = minArea + (1 - minArea) * rng.float([epoch, index, 0]);
+  const logRatio = Math.log(3 / 4) +
+    (Math.log(4 / 3) - Math.log(3 / 4)) * rng.float([epoch, index, 1]);
+  const ratio = Math.exp(logRatio);
+  const width = Math.min(size, size * Math.sqrt(area * ratio));
+  const height = Math.min(size, size * Math.sqrt(area / ratio));
+
+  return {
+    x: (size - width) * rng.float([epoch, index, 2]),
+    y: (size - height) * rng.float([epoch, index, 3]),
+    width,
+    height,
+  };
+}
+
+/** Bilinear sampling of a crop box into a full-size, scaled image. */
+function sampleCrop(args: {
+  images: Uint8Array;
+  src: number;
+  size: number;
+  box: CropBox;
+  mirror: boolean;
+  scaling: InputScaling;
+  out: Float32Array;
+  dst: number;
+}): void {
+  const { images, src, size, box, mirror, out, dst } = args;
+  const [mul, add] = args.scaling === "minus_one_to_one"
+    ? [1 / 127.5, -1]
+    : [1 / 255, 0];
+  const stepX = box.width / size;
+  const stepY = box.height / size;
+  const last = size - 1;
+
+  for (let oy = 0; oy < size; oy++) {
+    const sy = Math.min(last, Math.max(0, box.y + (oy + 0.5) * stepY - 0.5));
+    const y0 = Math.floor(sy);
+    const y1 = Math.min(last, y0 + 1);
+    const fy = sy - y0;
+    for (let ox = 0; ox < size; ox++) {
+      const col = mirror ? last - ox : ox;
+      const sx = Math.min(
+        last,
+        Math.max(0, box.x + (col + 0.5) * stepX - 0.5),
+      );
+      const x0 = Math.floor(sx);
+      const x1 = Math.min(last, x0 + 1);
+      const fx = sx - x0;
+      const p00 = src + (y0 * size + x0) * 3;
+      const p01 = src + (y0 * size + x1) * 3;
+      const p10 = src + (y1 * size + x0) * 3;
+      const p11 = src + (y1 * size + x1) * 3;
+      const to = dst + (oy * size + ox) * 3;
+      for (let c = 0; c < 3; c++) {
+        const top = images[p00 + c]! +
+          (images[p01 + c]! - images[p00 + c]!) * fx;
+        const bottom = images[p10 + c]! +
+          (images[p11 + c]! - images[p10 + c]!) * fx;
+        out[to + c] = (top + (bottom - top) * fy) * mul + add;
+      }
+    }
+  }
+}
+
 export function makeBatch(
   set: ImageSet,
   indices: ArrayLike<number>,
   options: MakeBatchOptions,
 ): Batch {
-  const { scaling, flip } = options;
+  const { scaling, flip, crop } = options;
   const table = SCALE_TABLES[scaling];
   if (table === undefined) {
     throw new RangeError(
@@ -179,6 +283,20 @@ export function makeBatch(
 
     const src = index * imageBytes;
     const dst = k * imageBytes;
+    if (crop !== undefined) {
+      const box = randomCropBox({ ...crop, index, size });
+      sampleCrop({
+        images: set.images,
+        src,
+        size,
+        box,
+        mirror,
+        scaling,
+        out: x,
+        dst,
+      });
+      continue;
+    }
     for (let y = 0; y < size; y++) {
       const rowSrc = src + y * rowBytes;
       const rowDst = dst + y * rowBytes;

@@ -97,6 +97,8 @@ export {
 } from "./sharding.ts";
 export {
   type Batch,
+  CROP_TAG,
+  type CropBox,
   FLIP_TAG,
   type FlipPolicy,
   type ImageSet,
@@ -104,6 +106,8 @@ export {
   makeBatch,
   type MakeBatchOptions,
   type RandomFlip,
+  type RandomCrop,
+  randomCropBox,
   randomFlip,
   type RandomFlipOptions,
 } from "./batch.ts";

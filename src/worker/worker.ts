@@ -291,6 +291,15 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       ...(config.data.flip
         ? { flip: { seed: config.train.seed, epoch: job.meta.epoch } }
         : {}),
+      ...(config.data.cropMinArea > 0
+        ? {
+          crop: {
+            seed: config.train.seed,
+            epoch: job.meta.epoch,
+            minArea: config.data.cropMinArea,
+          },
+        }
+        : {}),
     });
     const result = computeLocalStep(setup.model, layout, batch, {
       imageSize: config.model.imageSize,
