@@ -105,9 +105,9 @@ export {
   type InputScaling,
   makeBatch,
   type MakeBatchOptions,
-  type RandomFlip,
   type RandomCrop,
   randomCropBox,
+  type RandomFlip,
   randomFlip,
   type RandomFlipOptions,
 } from "./batch.ts";
