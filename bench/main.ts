@@ -227,19 +227,45 @@ function formatRow(r: BenchResult): string {
   ].join(" ");
 }
 
+const USAGE = `Usage: deno task bench [options]
+
+MobileNetV2 images/s per available backend (forward and full training step),
+side by side in one run, with the ratios of issue #4 and the flat AdamW step.
+
+Options:
+  --json            one JSON object: machine, backends, results, ratios
+  --quick           128 px only, one timed iteration, no optimizer figures
+  --backends LIST   backends to try         [tensorflow,webgpu,wasm,cpu]
+  --sizes LIST      image sizes in pixels   [128,224]
+  --batch N         batch size              [8]
+  --iterations N    timed iterations        [5]
+  --kernels         compare gradient-kernel formulations on wasm
+  -h, --help        this help`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      json: { type: "boolean", default: false },
-      quick: { type: "boolean", default: false },
-      backends: { type: "string", default: "tensorflow,webgpu,wasm,cpu" },
-      sizes: { type: "string" },
-      batch: { type: "string", default: "8" },
-      iterations: { type: "string" },
-      kernels: { type: "boolean", default: false },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        help: { type: "boolean", short: "h", default: false },
+        json: { type: "boolean", default: false },
+        quick: { type: "boolean", default: false },
+        backends: { type: "string", default: "tensorflow,webgpu,wasm,cpu" },
+        sizes: { type: "string" },
+        batch: { type: "string", default: "8" },
+        iterations: { type: "string" },
+        kernels: { type: "boolean", default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   if (values.kernels) {
     await selectBackend("wasm");
     const figures = await runKernelComparison();
