@@ -20,7 +20,7 @@ export interface CommandLine {
   gpus: string[] | null;
   /** Checkpoint to resume from (`ps`, `cluster`). */
   resume: string | null;
-  /** Keep going after this many seconds without a rank: see stallAbort. */
+  /** Debug-level logs. */
   verbose: boolean;
 }
 
@@ -116,13 +116,13 @@ export const COMMON_FLAGS =
   `Flags (they override --config, which overrides the defaults):
   --config FILE        job config (JSON: model, data, train, optimizer)
   --workers N          worker processes (ranks)             [2]
-  --epochs N           epochs to train                      [8]
+  --epochs N           epochs to train                      [7]
   --max-steps N        stop after N steps, still writing all results
   --batch N            examples per worker per step         [8]
-  --image-size PX      square input size, 32..224           [160]
+  --image-size PX      square input size, 32..224           [224]
   --alpha A            width: 0.35, 0.5, 0.75, 1.0          [0.35]
   --weights SRC        bundled | nsfwjs | imagenet | none | PATH  [bundled]
-  --batch-norm MODE    train | frozen                       [train]
+  --batch-norm MODE    train | frozen                       [frozen]
   --data DIR           image folder                 [assets/data/flowers5]
   --seed N             seed of shuffling, flips, init       [42]
   --backend NAME       auto | tensorflow | webgpu | wasm | cpu   [auto]

@@ -107,8 +107,20 @@ export function tinyJobConfig(
   sections: TinyJobSections = {},
 ): JobConfig {
   return parseJobConfig({
-    model: { alpha: 0.35, imageSize: 32, weights: "none", ...sections.model },
-    data: { root: dataset.root, cacheDir: dataset.cacheDir, ...sections.data },
+    model: {
+      alpha: 0.35,
+      imageSize: 32,
+      weights: "none",
+      // The PS's averaging of moving statistics is what "train" exercises.
+      batchNorm: "train",
+      ...sections.model,
+    },
+    data: {
+      root: dataset.root,
+      cacheDir: dataset.cacheDir,
+      cropMinArea: 0.5,
+      ...sections.data,
+    },
     train: {
       workers: 2,
       perRankBatch: 2,
