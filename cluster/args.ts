@@ -116,7 +116,7 @@ export const COMMON_FLAGS =
   `Flags (they override --config, which overrides the defaults):
   --config FILE        job config (JSON: model, data, train, optimizer)
   --workers N          worker processes (ranks)             [2]
-  --epochs N           epochs to train                      [7]
+  --epochs N           epochs to train                      [6]
   --max-steps N        stop after N steps, still writing all results
   --batch N            examples per worker per step         [8]
   --image-size PX      square input size, 32..224           [224]

@@ -105,7 +105,7 @@ export const DEFAULTS: Readonly<Omit<JobConfig, "optimizer">> = Object.freeze({
   train: {
     workers: 2,
     perRankBatch: 8,
-    epochs: 7,
+    epochs: 6,
     maxSteps: 0,
     seed: 42,
     backend: "auto",
