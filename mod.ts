@@ -129,6 +129,7 @@ export {
   WorkerRefusedError,
 } from "./src/worker/worker.ts";
 export { StallError } from "./src/ps/collector.ts";
+export { JoinTimeoutError } from "./src/ps/membership.ts";
 export { createLogger, type Logger } from "./src/log.ts";
 
 // Wire and transports.

@@ -37,6 +37,20 @@ export interface MembershipOptions {
   startStep: () => number;
 }
 
+/** Raised when ranks have not joined within the abort threshold. */
+export class JoinTimeoutError extends Error {
+  readonly missingRanks: number[];
+
+  constructor(missingRanks: number[], seconds: number) {
+    super(
+      `rank(s) ${missingRanks.join(", ")} did not join within ${seconds} s; ` +
+        "start them with the same --run-id and --nats URL",
+    );
+    this.name = "JoinTimeoutError";
+    this.missingRanks = missingRanks;
+  }
+}
+
 /** Tracks joined ranks and answers every `hello`. */
 export class Membership {
   readonly #options: MembershipOptions;
@@ -81,10 +95,7 @@ export class Membership {
     while (this.missing().length > 0) {
       const waited = (Date.now() - started) / 1000;
       if (waited >= limits.abortSeconds) {
-        throw new Error(
-          `ranks ${this.missing().join(", ")} did not join within ` +
-            `${limits.abortSeconds} s`,
-        );
+        throw new JoinTimeoutError(this.missing(), limits.abortSeconds);
       }
 
       const wake = new Promise<void>((resolve) => this.#waiters.push(resolve));
