@@ -85,7 +85,7 @@ export async function launchLocalCluster(
     clearTimeout(killTimer);
   };
 
-  const onSignal = () => void stopAll("interrupted (Ctrl-C)");
+  const onSignal = () => void stopAll("interrupted by a signal");
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
@@ -125,7 +125,9 @@ export async function launchLocalCluster(
     if (first.name !== "ps" && !first.status.success && !stopping) {
       log.error(
         `${first.name} exited with code ${first.status.code}; ` +
-          "stopping the run (the PS keeps its last checkpoint)",
+          "stopping the run; the PS's last checkpoint (written at each " +
+          "epoch end and every train.checkpointEverySteps) is in " +
+          `${options.outDir}/checkpoint.msgpack if one was written yet`,
       );
       await stopAll(`${first.name} failed`);
       return first.status.code || 1;

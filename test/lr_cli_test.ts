@@ -38,7 +38,7 @@ async function withConfig(
 const SMALL_JOB = {
   model: { alpha: 0.35, imageSize: 96, numClasses: 5 },
   data: { trainExamples: 100 },
-  train: { workers: 2, perRankBatch: 8, epochs: 6, somethingElse: true },
+  train: { workers: 2, perRankBatch: 8, epochs: 6 },
   optimizer: { preset: "reference" },
 };
 
@@ -160,4 +160,35 @@ Deno.test("lr CLI - usage errors and --help", async () => {
   const unknown = await lr(["--epochs", "1"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /--epochs/);
+});
+
+Deno.test("lr CLI - takes the job's defaults and refuses a typo'd key", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lr_cli_defaults_" });
+  try {
+    // No optimizer section: the job trains with the reference preset, and
+    // the explain must show that, with the job's 2 workers and 6 epochs.
+    const plain = `${dir}/plain.json`;
+    await Deno.writeTextFile(plain, JSON.stringify({ model: {} }));
+    const shown = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "src/cli/lr.ts", "--config", plain, "--epoch", "3"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(shown.stdout);
+    assert.equal(shown.code, 0);
+    assert.match(text, /6 epochs x 88 steps, 2 worker\(s\)/);
+    assert.match(text, /schedule 2\.0000e-4/);
+
+    const typo = `${dir}/typo.json`;
+    await Deno.writeTextFile(typo, JSON.stringify({ model: { alpah: 1 } }));
+    const refused = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "src/cli/lr.ts", "--config", typo],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(refused.code, 1);
+    assert.match(new TextDecoder().decode(refused.stderr), /model\.alpah/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

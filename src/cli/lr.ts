@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import { type Alpha, buildMobileNetV2 } from "../model/mobilenet_v2.ts";
+import { ConfigError, parseJobConfig } from "../config.ts";
 import {
   explainRates,
   makeSchedule,
@@ -40,9 +41,11 @@ Options:
   --plot FILE.svg  write the schedule and multipliers as an SVG
   --help           show this help
 
-Reads model.alpha/imageSize/numClasses (1.0/224/5), train.workers (1),
-train.epochs (13), train.stepsPerEpoch or data.trainExamples (1400) /
-(train.perRankBatch (8) * workers), and the optimizer section.
+Reads the job config with the job's own defaults and validation (model,
+train and optimizer sections; the reference preset when there is no
+optimizer section), plus three keys only this command uses:
+model.numClasses (5), and train.stepsPerEpoch or data.trainExamples (1400)
+/ (train.perRankBatch * train.workers).
 `;
 
 /** The run facts the explain needs, read from the job config. */
@@ -106,10 +109,20 @@ function readNumber(
   return value as number;
 }
 
-function runFacts(raw: Record<string, unknown>, file: string): RunFacts {
-  const model = section(raw, "model", file);
-  const train = section(raw, "train", file);
-  const data = section(raw, "data", file);
+/**
+ * The run's shape, read through the job config parser so that defaults and
+ * validation are exactly the job's (src/config.ts). Three keys only this
+ * command reads are taken out first: `model.numClasses`,
+ * `data.trainExamples` and `train.stepsPerEpoch`, which a running job
+ * derives from its dataset.
+ */
+function runFacts(
+  raw: Record<string, unknown>,
+  file: string,
+): { facts: RunFacts; optimizer: unknown } {
+  const model = { ...section(raw, "model", file) };
+  const train = { ...section(raw, "train", file) };
+  const data = { ...section(raw, "data", file) };
   const num = (
     object: Record<string, unknown>,
     key: string,
@@ -117,22 +130,29 @@ function runFacts(raw: Record<string, unknown>, file: string): RunFacts {
     fallback: number,
   ) => readNumber(object, { key, field, fallback, file });
 
-  const workers = num(train, "workers", "train.workers", 1);
+  const numClasses = num(model, "numClasses", "model.numClasses", 5);
+  const examples = num(data, "trainExamples", "data.trainExamples", 1400);
   const explicitSteps = train.stepsPerEpoch === undefined
     ? undefined
     : num(train, "stepsPerEpoch", "train.stepsPerEpoch", 1);
-  const examples = num(data, "trainExamples", "data.trainExamples", 1400);
-  const perRankBatch = num(train, "perRankBatch", "train.perRankBatch", 8);
+  delete model.numClasses;
+  delete data.trainExamples;
+  delete train.stepsPerEpoch;
 
+  const job = parseJobConfig({ ...raw, model, data, train }, file);
+  const { workers, perRankBatch, epochs } = job.train;
   return {
-    alpha: num(model, "alpha", "model.alpha", 1.0) as Alpha,
-    imageSize: num(model, "imageSize", "model.imageSize", 224),
-    numClasses: num(model, "numClasses", "model.numClasses", 5),
-    workers,
-    epochs: num(train, "epochs", "train.epochs", 13),
-    // The last partial global batch is a step of its own.
-    stepsPerEpoch: explicitSteps ??
-      Math.ceil(examples / (perRankBatch * workers)),
+    facts: {
+      alpha: job.model.alpha,
+      imageSize: job.model.imageSize,
+      numClasses,
+      workers,
+      epochs,
+      // The last partial global batch is a step of its own.
+      stepsPerEpoch: explicitSteps ??
+        Math.ceil(examples / (perRankBatch * workers)),
+    },
+    optimizer: job.optimizer,
   };
 }
 
@@ -242,7 +262,7 @@ async function main(args: string[]): Promise<number> {
       step: { type: "string" },
       json: { type: "boolean", default: false },
       plot: { type: "string" },
-      help: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -254,8 +274,8 @@ async function main(args: string[]): Promise<number> {
 
   const { raw, label } = await readConfig(values.config);
   const file = values.config ?? "the reference preset";
-  const facts = runFacts(raw, file);
-  const config = parseOptimizerConfig(raw.optimizer, values.config);
+  const { facts, optimizer } = runFacts(raw, file);
+  const config = parseOptimizerConfig(optimizer, values.config);
   const totalSteps = facts.epochs * facts.stepsPerEpoch;
   const step = pickStep(values, facts);
 
@@ -328,7 +348,7 @@ if (import.meta.main) {
     }
     // Config errors, and model options the builder refuses (RangeError).
     if (
-      error instanceof JobConfigError ||
+      error instanceof JobConfigError || error instanceof ConfigError ||
       error instanceof OptimizerConfigError || error instanceof RangeError
     ) {
       console.error(`error: ${error.message}`);
