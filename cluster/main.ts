@@ -12,7 +12,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import {
   applyOverrides,
-  DEFAULTS,
   type JobConfig,
   loadJobConfig,
   parseJobConfig,
@@ -291,6 +290,3 @@ if (import.meta.main) {
   tf.env().set("PROD", true);
   Deno.exit(await main(Deno.args));
 }
-
-/** Defaults, for `--help` consumers. */
-export { DEFAULTS };

@@ -17,13 +17,14 @@
  *
  * @module
  */
-import { encodeTensorStream, PS_RANK, RejectionCounter } from "../wire/mod.ts";
-import { encodeMessage, type RejectionEvent } from "../wire/mod.ts";
 import {
-  type RunSubjects,
-  subjects,
-  type Transport,
-} from "../transport/mod.ts";
+  encodeMessage,
+  encodeTensorStream,
+  PS_RANK,
+  RejectionCounter,
+  type RejectionEvent,
+} from "../wire/mod.ts";
+import { subjects, type Transport } from "../transport/mod.ts";
 import { FlatAdamW, parseOptimizerConfig } from "../optim/mod.ts";
 import { makeBatch, rankBatchPositions } from "../data/mod.ts";
 import type { InputScaling } from "../data/mod.ts";
@@ -463,9 +464,4 @@ function logRejection(log: Logger, event: RejectionEvent): void {
     `dropped a message (${event.reason}; ${who}): ${event.message}`,
     event.step,
   );
-}
-
-/** The subjects a PS for `runId` uses, for tests that inject messages. */
-export function psSubjects(runId: string, prefix = "dptrain"): RunSubjects {
-  return subjects(prefix, runId);
 }

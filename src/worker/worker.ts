@@ -21,7 +21,6 @@ import {
   WireError,
 } from "../wire/mod.ts";
 import {
-  type RunSubjects,
   subjects,
   type Subscription,
   type Transport,
@@ -378,6 +377,3 @@ function logRejection(log: Logger, event: RejectionEvent): void {
     event.step,
   );
 }
-
-/** Subjects of a run, re-exported for the launcher. */
-export type { RunSubjects };
