@@ -75,6 +75,36 @@ export interface TrainConfig {
   stallAbortSeconds: number;
   /** Write a checkpoint every this many steps (and at each epoch end). */
   checkpointEverySteps: number;
+  /**
+   * What a failed checkpoint write does: `stop` ends the run (the previous
+   * checkpoint stays intact), `continue` logs the error and trains on.
+   */
+  onCheckpointError: "stop" | "continue";
+  /** Seconds between a worker's heartbeats (`hello` messages). */
+  heartbeatSeconds: number;
+  /**
+   * A rank silent this long is dead: its step's examples go to the others.
+   * The PS waits at least 3 times the rank's last step time plus 5 s, since
+   * a worker cannot send heartbeats while it computes.
+   */
+  heartbeatTimeoutSeconds: number;
+  /**
+   * A stream incomplete this long after its last chunk is asked for again
+   * (the PS re-sends weights chunks or asks a worker for gradient chunks).
+   */
+  retrySeconds: number;
+  /** Seconds a step waits for its slowest rank; 0: no deadline. */
+  stepDeadlineSeconds: number;
+  /**
+   * At the deadline: `wait` keeps waiting (and logs), `drop` completes the
+   * step without the late ranks and gives their examples to the next step.
+   */
+  stragglerPolicy: "wait" | "drop";
+  /**
+   * Ranks that must be live for a step to start; 0 means all `workers`.
+   * Fewer for longer than `stallAbortSeconds` stops the run, checkpointed.
+   */
+  minWorkers: number;
 }
 
 /** A whole job. `optimizer` is validated by the optimizer module. */
@@ -113,6 +143,13 @@ export const DEFAULTS: Readonly<Omit<JobConfig, "optimizer">> = Object.freeze({
     stallWarnSeconds: 30,
     stallAbortSeconds: 300,
     checkpointEverySteps: 0,
+    onCheckpointError: "stop",
+    heartbeatSeconds: 1,
+    heartbeatTimeoutSeconds: 20,
+    retrySeconds: 2,
+    stepDeadlineSeconds: 0,
+    stragglerPolicy: "wait",
+    minWorkers: 0,
   },
 }) as Omit<JobConfig, "optimizer">;
 
@@ -186,6 +223,25 @@ function checkInt(
     throw new ConfigError(
       field,
       `expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      file,
+    );
+  }
+}
+
+function checkNumber(
+  field: string,
+  value: unknown,
+  min: number,
+  max: number,
+  file: string | null,
+): void {
+  if (
+    typeof value !== "number" || !Number.isFinite(value) || value < min ||
+    value > max
+  ) {
+    throw new ConfigError(
+      field,
+      `expected a number from ${min} to ${max}, got ${JSON.stringify(value)}`,
       file,
     );
   }
@@ -266,6 +322,43 @@ function checkJob(job: JobConfig, file: string | null): void {
     Number.MAX_SAFE_INTEGER,
     file,
   );
+  checkOneOf(
+    "train.onCheckpointError",
+    train.onCheckpointError,
+    ["stop", "continue"],
+    file,
+  );
+  checkNumber("train.heartbeatSeconds", train.heartbeatSeconds, 0.05, 60, file);
+  checkNumber(
+    "train.heartbeatTimeoutSeconds",
+    train.heartbeatTimeoutSeconds,
+    0.2,
+    86400,
+    file,
+  );
+  if (train.heartbeatTimeoutSeconds <= 2 * train.heartbeatSeconds) {
+    throw new ConfigError(
+      "train.heartbeatTimeoutSeconds",
+      `must exceed twice train.heartbeatSeconds ` +
+        `(${train.heartbeatSeconds}), got ${train.heartbeatTimeoutSeconds}`,
+      file,
+    );
+  }
+  checkNumber("train.retrySeconds", train.retrySeconds, 0.05, 3600, file);
+  checkNumber(
+    "train.stepDeadlineSeconds",
+    train.stepDeadlineSeconds,
+    0,
+    86400,
+    file,
+  );
+  checkOneOf(
+    "train.stragglerPolicy",
+    train.stragglerPolicy,
+    ["wait", "drop"],
+    file,
+  );
+  checkInt("train.minWorkers", train.minWorkers, 0, train.workers, file);
 }
 
 /**

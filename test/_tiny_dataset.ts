@@ -128,6 +128,11 @@ export function tinyJobConfig(
       maxSteps: 2,
       seed: 7,
       backend: "cpu",
+      // Fast heartbeats: the PS's goodbye (re-sending `stop` while workers
+      // still beat) then takes a fraction of a second.
+      heartbeatSeconds: 0.2,
+      heartbeatTimeoutSeconds: 5,
+      retrySeconds: 0.5,
       ...sections.train,
     },
     ...(sections.optimizer === undefined

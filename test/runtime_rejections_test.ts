@@ -107,6 +107,7 @@ function gradsChunk(fields: ChunkFields): Uint8Array {
     step: header.step,
     stream: "grads",
     rank: header.rank,
+    attempt: 0,
     index: header.index,
     count: header.count,
     offset: header.offset,
@@ -243,7 +244,7 @@ Deno.test("rejections - bad grads are counted and dropped; the run ends as clean
           });
           if (chunk.step !== 1 || injected.length > 0) return;
           for (const [reason, bytes] of messages) {
-            transport.publish(s.grads, bytes);
+            transport.publish(s.grads(0), bytes);
             injected.push(reason);
           }
         });

@@ -1,9 +1,11 @@
 /**
- * A dead worker stops the run instead of hanging it or training on a partial
- * batch (DESIGN.md, "One synchronous step"): the PS warns while the rank is
- * silent, gives up after `stallAbortSeconds` with a StallError naming the
- * rank, and leaves a checkpoint. Resuming from that checkpoint with every
- * worker alive ends with the weights of a run that was never interrupted.
+ * A worker that stays alive (its heartbeats arrive) but whose gradients
+ * never do stops the run instead of hanging it: the PS asks for the
+ * missing stream again and again, warns while the rank is silent, gives up
+ * after `stallAbortSeconds` with a StallError naming the rank, and leaves
+ * a checkpoint. Resuming from that checkpoint with every worker healthy
+ * ends with the weights of a run that was never interrupted. (A worker
+ * that dies is dropped from the step instead: test/fault_elastic_test.ts.)
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
@@ -12,11 +14,9 @@ import { StallError } from "../src/ps/collector.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { runPsRole, runWorkerRole } from "../src/train/run_job.ts";
 import { InProcessHub, subjects } from "../src/transport/mod.ts";
+import { FaultyTransport } from "../src/transport/faulty_transport.ts";
 import { decodeMessage } from "../src/wire/mod.ts";
-import {
-  RunAbortedError,
-  WorkerDisconnectedError,
-} from "../src/worker/worker.ts";
+import { RunAbortedError } from "../src/worker/worker.ts";
 import type { JobConfig } from "../src/config.ts";
 import type { Checkpoint } from "../src/train/checkpoint.ts";
 import {
@@ -38,11 +38,9 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 /**
- * Runs the PS and 2 workers over one in-process bus. `killRank1AfterStep`
- * closes rank 1's connection as soon as its gradients for that step are
- * out: rank 1 is gone for good. The close completes (microtasks) while the
- * PS still writes the step's metrics (file I/O), before the next weights go
- * out, so rank 1 never sees them.
+ * Runs the PS and 2 workers over one in-process bus. With
+ * `muteRank1Grads`, every gradient chunk rank 1 publishes is lost, while
+ * its heartbeats still arrive: alive, but never delivering.
  */
 function startRun(
   config: JobConfig,
@@ -50,26 +48,26 @@ function startRun(
     runId: string;
     outDir: string;
     resume?: Checkpoint;
-    killRank1AfterStep?: number;
+    muteRank1Grads?: boolean;
   },
 ) {
   const { runId, outDir } = args;
   const hub = new InProcessHub();
   const { log, lines } = captureLogger(runId);
-  const [psBus, bus0, bus1, watcher] = [0, 1, 2, 3].map(() => hub.connect());
-
-  if (args.killRank1AfterStep !== undefined) {
-    watcher.subscribe(subjects("dptrain", runId).grads, (data) => {
-      const chunk = decodeMessage(data, {
-        run: runId,
-        workers: 2,
-        kinds: ["tensor_chunk"],
-      });
-      if (chunk.rank === 1 && chunk.step === args.killRank1AfterStep) {
-        void bus1.close();
-      }
-    });
-  }
+  const [psBus, bus0, plainBus1, watcher] = [0, 1, 2, 3].map(() =>
+    hub.connect()
+  );
+  const grads1 = subjects("dptrain", runId).grads(1);
+  const bus1 = args.muteRank1Grads
+    ? new FaultyTransport(plainBus1, {
+      dropFraction: 0.999999,
+      // From step 1 on: step 0 completes, so the checkpoint is not the
+      // initial state.
+      affects: (subject, data) =>
+        subject === grads1 &&
+        decodeMessage(data, { run: runId, workers: 2 }).step >= 1,
+    })
+    : plainBus1;
 
   const ps = runPsRole({
     config,
@@ -96,7 +94,7 @@ function startRun(
   return { ps, workers, lines, close };
 }
 
-Deno.test("stall - a dead rank stops the run, checkpointed; resuming matches", async () => {
+Deno.test("stall - a live rank that never delivers stops the run, checkpointed; resuming matches", async () => {
   const dataset = await createTinyDataset();
   // 3 steps. The abort threshold stays above the time two workers take for
   // one step on this slow backend (one thread computes both), so only the
@@ -118,13 +116,13 @@ Deno.test("stall - a dead rank stops the run, checkpointed; resuming matches", a
     const uninterrupted = await trainTiny(config, { runId: "whole-run" });
     assert.equal(uninterrupted.summary.steps, 3);
 
-    // Rank 1 answers step 0, then its connection closes.
+    // Rank 1's gradients never arrive.
     const broken = startRun(brokenConfig, {
       runId,
       outDir,
-      killRank1AfterStep: 0,
+      muteRank1Grads: true,
     });
-    const [stall, aborted, disconnected] = await Promise.all(
+    const [stall, aborted0, aborted1] = await Promise.all(
       [broken.ps, ...broken.workers].map(rejection),
     );
     await broken.close();
@@ -133,16 +131,21 @@ Deno.test("stall - a dead rank stops the run, checkpointed; resuming matches", a
     assert.equal(stall.step, 1);
     assert.deepEqual(stall.missingRanks, [1]);
     assert.match(stall.message, /rank\(s\) 1 after 20 s/);
-    assert.ok(aborted instanceof RunAbortedError, String(aborted));
-    assert.ok(
-      disconnected instanceof WorkerDisconnectedError,
-      String(disconnected),
-    );
+    assert.ok(aborted0 instanceof RunAbortedError, String(aborted0));
+    assert.ok(aborted1 instanceof RunAbortedError, String(aborted1));
+
     const warnings = broken.lines.filter((l) =>
       /WARN .*ps step=1\] waited \d+ s for rank 1 \(/.test(l)
     );
     assert.ok(warnings.length >= 1, broken.lines.join("\n"));
     assert.ok(!warnings.some((l) => l.includes("rank 0")));
+    // The PS knew rank 1 was alive and had answered: the stream was lost.
+    assert.ok(
+      warnings.some((l) =>
+        /no chunk yet; last heartbeat [\d.]+ s ago: answered step 1\)/.test(l)
+      ),
+      warnings.join("\n"),
+    );
 
     const checkpoint = await readCheckpoint(`${outDir}/checkpoint.msgpack`);
     assert.equal(checkpoint.step, 1);

@@ -49,7 +49,7 @@ Deno.test("transport - nats-server and in-process runs end bit-identical", async
   try {
     const watcher = await connect("watcher");
     const runSubjects = subjects("dptrain", runId);
-    for (const subject of [runSubjects.weights, runSubjects.grads]) {
+    for (const subject of [runSubjects.weights, runSubjects.gradsAll]) {
       watcher.subscribe(subject, (data) => {
         largestMessageBytes = Math.max(largestMessageBytes, data.length);
         const chunk = decodeMessage(data, {

@@ -56,7 +56,7 @@ async function runScenario(
       expectedLength: LENGTH,
     })
   );
-  ps.subscribe(run.grads, (bytes, subject) => {
+  ps.subscribe(run.gradsAll, (bytes, subject) => {
     const chunk = rejections.decode(bytes, {
       expect: { run: RUN, workers: WORKERS, kinds: ["tensor_chunk"] },
       subject,
@@ -85,7 +85,7 @@ async function runScenario(
       const weights = chunk && assembler.add(chunk);
       if (weights === undefined) return;
       weightsByRank[rank] = weights.data;
-      publishBadMessages(worker, { subject: run.grads, rank });
+      publishBadMessages(worker, { subject: run.grads(rank), rank });
       const grads = weights.data.map((w) => w * (rank + 1) - rank);
       for (
         const message of encodeTensorStream({
@@ -98,7 +98,7 @@ async function runScenario(
           maxPayloadBytes: worker.maxPayloadBytes,
         })
       ) {
-        worker.publish(run.grads, message);
+        worker.publish(run.grads(rank), message);
       }
     });
   });
@@ -159,6 +159,7 @@ function publishBadMessages(
     step: 0,
     stream: "grads",
     rank,
+    attempt: 0,
     index: 0,
     count: 1,
     offset: 0,

@@ -163,7 +163,7 @@ Deno.test("connectNats - two run ids on one server never see each other's messag
 
     for (const runId of ["a", "b"]) {
       const run = subjects("dptrain", runId);
-      for (const subject of [run.control, run.welcome(1), run.grads]) {
+      for (const subject of [run.control, run.welcome(1), run.grads(1)]) {
         publishers[runId].publish(
           subject,
           encodeMessage({
@@ -185,7 +185,7 @@ Deno.test("connectNats - two run ids on one server never see each other's messag
       assert.deepEqual(seen[runId], [
         `dptrain.${runId}.control control 3`,
         `dptrain.${runId}.welcome.1 control 3`,
-        `dptrain.${runId}.grads control 3`,
+        `dptrain.${runId}.grads.1 control 3`,
       ]);
     }
   } finally {

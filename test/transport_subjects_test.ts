@@ -8,13 +8,29 @@ import {
 Deno.test("subjects - one prefix per run", () => {
   const run = subjects("dptrain", "job-1");
 
-  assert.equal(run.hello, "dptrain.job-1.hello");
+  assert.equal(run.hello(1), "dptrain.job-1.hello.1");
+  assert.equal(run.helloAll, "dptrain.job-1.hello.*");
   assert.equal(run.welcome(2), "dptrain.job-1.welcome.2");
+  assert.equal(run.resend(2), "dptrain.job-1.resend.2");
   assert.equal(run.weights, "dptrain.job-1.weights");
-  assert.equal(run.grads, "dptrain.job-1.grads");
+  assert.equal(run.grads(0), "dptrain.job-1.grads.0");
+  assert.equal(run.gradsAll, "dptrain.job-1.grads.*");
   assert.equal(run.control, "dptrain.job-1.control");
   assert.equal(run.all, "dptrain.job-1.>");
-  assert.equal(subjects("lab.team_a", "r2").grads, "lab.team_a.r2.grads");
+  assert.equal(subjects("lab.team_a", "r2").grads(3), "lab.team_a.r2.grads.3");
+});
+
+Deno.test("subjects - rankOf reads the rank of per-rank subjects only", () => {
+  const run = subjects("dptrain", "job-1");
+
+  assert.equal(run.rankOf(run.grads(12)), 12);
+  assert.equal(run.rankOf(run.hello(0)), 0);
+  assert.equal(run.rankOf(run.weights), null);
+  assert.equal(run.rankOf("dptrain.job-1.grads.01"), null);
+  assert.equal(run.rankOf("dptrain.job-2.grads.1"), null);
+  assert.equal(run.rankOf("dptrain.job-1.grads.1.x"), null);
+  assert.ok(subjectMatches(run.gradsAll, run.grads(5)));
+  assert.ok(subjectMatches(run.helloAll, run.hello(5)));
 });
 
 Deno.test("subjects - two runs share no subject and match none of each other's", () => {
@@ -22,7 +38,14 @@ Deno.test("subjects - two runs share no subject and match none of each other's",
   const b = subjects("dptrain", "b");
   const subjectsOf = (
     run: typeof a,
-  ) => [run.hello, run.welcome(0), run.weights, run.grads, run.control];
+  ) => [
+    run.hello(0),
+    run.welcome(0),
+    run.resend(0),
+    run.weights,
+    run.grads(0),
+    run.control,
+  ];
 
   for (const subject of subjectsOf(a)) {
     assert.ok(subjectMatches(a.all, subject));

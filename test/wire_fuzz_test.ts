@@ -63,6 +63,10 @@ function validMessages(): Uint8Array[] {
       device: null,
       pid: 77,
       host: "h",
+      state: "joining",
+      attempt: 0,
+      missing: [],
+      stepSeconds: 0,
     }),
     encodeMessage({
       kind: "welcome",
@@ -176,7 +180,10 @@ Deno.test("wire fuzz - every field given values of other types is rejected unles
     'hello.device="x"',
     "hello.device=null",
     'hello.host="x"',
+    // An empty list of missing chunks, and a step time.
+    "hello.missing=",
     "hello.step=1099511627776",
+    "hello.stepSeconds=1.5",
     // A msgpack map with an integer key, read as {"1": 2}.
     "tensor_chunk.meta=[object Map]",
     'tensor_chunk.meta={"a":{"b":{}}}',

@@ -51,6 +51,7 @@ function chunkRecord(
     step: 12,
     stream: "grads",
     rank: 2,
+    attempt: 0,
     index: 1,
     count: 3,
     offset: 2,
@@ -112,6 +113,10 @@ const HELLO: HelloMessage = {
   device: null,
   pid: 999,
   host: "worker-host",
+  state: "waiting",
+  attempt: 0,
+  missing: [1, 5],
+  stepSeconds: 0.5,
 };
 
 const ROUND_TRIPS: OutgoingMessage[] = [
@@ -154,6 +159,7 @@ Deno.test("wire messages - tensor chunks round-trip with meta on chunk 0", () =>
     step: 9,
     stream: "weights" as const,
     rank: -1,
+    attempt: 0,
     index: 0,
     count: 2,
     offset: 0,

@@ -1,8 +1,9 @@
 /**
- * Collects the workers' gradient streams for the current step. Chunks may
- * arrive in any order, twice, or not at all; bad ones are dropped with a
- * counted reason and never reach the aggregate. A step is complete when
- * every rank's stream is whole and its meta checks out.
+ * Collects the workers' gradient streams for one attempt of one step.
+ * Chunks may arrive in any order, twice, or not at all; bad ones are
+ * dropped with a counted reason and never reach the aggregate. The PS
+ * decides when to ask again and when to give up on a rank; this module only
+ * assembles and reports what is in and what is missing.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import {
 import type { RunSubjects, Subscription, Transport } from "../transport/mod.ts";
 import { decodeResultMeta, type ResultMeta } from "../protocol/step_meta.ts";
 import type { Contribution } from "./aggregate.ts";
+import { checkSubjectRank } from "./membership.ts";
 
 /** A rank's stream with its checked meta. */
 export interface RankResult extends Contribution {
@@ -32,6 +34,8 @@ export interface GradientCollectorOptions {
   transport: Transport;
   subjects: RunSubjects;
   rejections: RejectionCounter;
+  /** Called for every well-formed chunk: a sign of life of its rank. */
+  onChunk?: (rank: number) => void;
 }
 
 /** Raised when ranks stay silent past the abort threshold. */
@@ -50,14 +54,16 @@ export class StallError extends Error {
   }
 }
 
-/** What is still missing for the current step, for the stall warning. */
+/** What is still missing of one rank's stream. */
 export interface PendingRank {
   rank: number;
   /** Chunks received of the expected count (unknown before any arrives). */
   received: number;
   expected: number | undefined;
-  /** Up to 8 missing chunk indices. */
+  /** Up to `limit` missing chunk indices. */
   missingChunks: number[];
+  /** `performance.now()` of its last chunk, or of `begin`. */
+  lastChunkAt: number;
 }
 
 /** See the module doc. */
@@ -65,97 +71,94 @@ export class GradientCollector {
   readonly #o: GradientCollectorOptions;
   readonly #subscription: Subscription;
   #step = -1;
+  #attempt = 0;
+  #expected = new Set<number>();
   #assemblers = new Map<number, StreamAssembler>();
+  #lastChunkAt = new Map<number, number>();
   #results = new Map<number, RankResult>();
-  #wake: (() => void) | null = null;
+  #listeners: (() => void)[] = [];
 
   constructor(options: GradientCollectorOptions) {
     this.#o = options;
     this.#subscription = options.transport.subscribe(
-      options.subjects.grads,
+      options.subjects.gradsAll,
       (data, subject) => this.#onChunk(data, subject),
     );
   }
 
-  /** Starts collecting for `step`; anything older is ignored from now on. */
-  begin(step: number): void {
+  /**
+   * Starts collecting attempt `attempt` of `step` from `ranks`; anything
+   * else is ignored from now on.
+   */
+  begin(step: number, attempt: number, ranks: readonly number[]): void {
     this.#step = step;
+    this.#attempt = attempt;
+    this.#expected = new Set(ranks);
     this.#assemblers = new Map();
     this.#results = new Map();
+    const now = performance.now();
+    this.#lastChunkAt = new Map(ranks.map((r) => [r, now]));
   }
 
-  /** Ranks whose result for the current step is not complete. */
+  /** Stops waiting for `rank` in this attempt (dead or late). */
+  drop(rank: number): void {
+    this.#expected.delete(rank);
+    this.#notify();
+  }
+
+  /** Expected ranks whose result is not complete, ascending. */
   missing(): number[] {
-    const out: number[] = [];
-    for (let r = 0; r < this.#o.workers; r++) {
-      if (!this.#results.has(r)) out.push(r);
-    }
-    return out;
+    return [...this.#expected].filter((r) => !this.#results.has(r))
+      .sort((a, b) => a - b);
   }
 
   /** Progress of the missing ranks' streams. */
-  pending(): PendingRank[] {
+  pending(limit = 8): PendingRank[] {
     return this.missing().map((rank) => {
       const a = this.#assemblers.get(rank);
       return {
         rank,
         received: a?.receivedChunks ?? 0,
         expected: a?.expectedChunks,
-        missingChunks: a?.missingChunks(8) ?? [],
+        missingChunks: a?.missingChunks(limit) ?? [],
+        lastChunkAt: this.#lastChunkAt.get(rank) ?? 0,
       };
     });
   }
 
-  /**
-   * Resolves with every rank's result, in rank order, once all are in.
-   * Calls `onStall` every `warnSeconds` while waiting (the PS re-sends the
-   * weights and logs who is missing), and rejects with
-   * {@linkcode StallError} after `abortSeconds`.
-   */
-  async collect(limits: {
-    warnSeconds: number;
-    abortSeconds: number;
-    onStall: (pending: PendingRank[], waitedSeconds: number) => void;
-  }): Promise<RankResult[]> {
-    const step = this.#step;
-    const started = Date.now();
+  /** The complete results of expected ranks, in rank order. */
+  results(): RankResult[] {
+    return [...this.#results.values()]
+      .filter((r) => this.#expected.has(r.rank))
+      .sort((a, b) => a.rank - b.rank);
+  }
 
-    while (this.missing().length > 0) {
-      const waited = (Date.now() - started) / 1000;
-      if (waited >= limits.abortSeconds) {
-        throw new StallError(step, this.missing(), limits.abortSeconds);
+  /** Resolves on the next complete stream or drop, or after `ms`. */
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
       }
-
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const woke = await Promise.race([
-        new Promise<boolean>((resolve) => {
-          this.#wake = () => resolve(true);
-        }),
-        new Promise<boolean>((resolve) => {
-          const untilAbort = limits.abortSeconds - waited;
-          const wait = Math.min(limits.warnSeconds, untilAbort);
-          timer = setTimeout(() => resolve(false), wait * 1000);
-        }),
-      ]);
-      clearTimeout(timer);
-      this.#wake = null;
-
-      const now = (Date.now() - started) / 1000;
-      if (!woke && this.missing().length > 0 && now < limits.abortSeconds) {
-        limits.onStall(this.pending(), now);
-      }
-    }
-
-    return [...this.#results.values()].sort((a, b) => a.rank - b.rank);
+      this.#listeners.push(done);
+    });
   }
 
   /** Stops listening. */
   close(): void {
     this.#subscription.unsubscribe();
+    this.#notify();
+  }
+
+  #notify(): void {
+    const listeners = this.#listeners;
+    this.#listeners = [];
+    for (const listener of listeners) listener();
   }
 
   #onChunk(data: Uint8Array, subject: string): void {
-    const { runId, workers, rejections } = this.#o;
+    const { runId, workers, rejections, subjects } = this.#o;
     let chunk: TensorChunkMessage;
 
     try {
@@ -180,8 +183,14 @@ export class GradientCollector {
           kind: chunk.kind,
         });
       }
-      // Older steps' chunks are re-sends of finished work: nothing to do.
-      if (chunk.step < this.#step || this.#results.has(chunk.rank)) return;
+      checkSubjectRank(subjects, subject, chunk);
+      this.#o.onChunk?.(chunk.rank);
+
+      // Older steps' chunks are re-sends of finished work, and ranks not
+      // in this attempt were dropped from it: nothing to do.
+      if (chunk.step < this.#step) return;
+      if (!this.#expected.has(chunk.rank)) return;
+      if (this.#results.has(chunk.rank)) return;
       this.#add(chunk);
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
@@ -191,12 +200,17 @@ export class GradientCollector {
 
   #add(chunk: TensorChunkMessage): void {
     const { rank } = chunk;
+    this.#lastChunkAt.set(rank, performance.now());
+
+    // A late stream of an abandoned attempt: not an error, not wanted.
+    if (chunk.attempt !== this.#attempt) return;
     let assembler = this.#assemblers.get(rank);
     if (!assembler) {
       assembler = new StreamAssembler({
         stream: "grads",
         step: this.#step,
         rank,
+        attempt: this.#attempt,
         expectedLength: this.#o.streamLength,
       });
       this.#assemblers.set(rank, assembler);
@@ -227,6 +241,6 @@ export class GradientCollector {
     }
 
     this.#results.set(rank, { rank, flat: whole.data, ...meta });
-    this.#wake?.();
+    this.#notify();
   }
 }

@@ -1,7 +1,13 @@
 /**
- * Who takes part: workers announce themselves with `hello`; the parameter
- * server accepts a rank whose config fingerprint equals its own and refuses
- * any other with a reason the worker prints.
+ * Who takes part, and who is alive. Workers announce themselves with
+ * `hello` and repeat it as their heartbeat; the parameter server accepts a
+ * rank whose config fingerprint equals its own, refuses any other with a
+ * reason the worker prints, and declares a rank dead when its heartbeats
+ * stop for longer than the timeout.
+ *
+ * A worker cannot send heartbeats while it computes (tfjs blocks its event
+ * loop), so a rank's timeout is at least three times its last step time
+ * plus 5 s.
  *
  * @module
  */
@@ -11,17 +17,30 @@ import {
   type HelloMessage,
   type RejectionCounter,
   WireError,
+  type WorkerState,
 } from "../wire/mod.ts";
 import type { RunSubjects, Subscription, Transport } from "../transport/mod.ts";
 import type { Logger } from "../log.ts";
 
-/** A worker that joined. */
+/** A worker that joined, with what its last heartbeat said. */
 export interface Member {
   rank: number;
   backend: string;
   device: string | null;
   pid: number;
   host: string;
+  /** Whether its heartbeats are current. */
+  alive: boolean;
+  /** `performance.now()` of its last heartbeat or gradient chunk. */
+  lastSeen: number;
+  /** Its last heartbeat: the step and attempt it is at, and its state. */
+  step: number;
+  attempt: number;
+  state: WorkerState;
+  /** Missing weights chunks it reported while `waiting`. */
+  missing: number[];
+  /** Its last step's compute time. */
+  stepSeconds: number;
 }
 
 /** Options of {@linkcode Membership}. */
@@ -35,9 +54,11 @@ export interface MembershipOptions {
   log: Logger;
   /** The step a joining worker starts at. */
   startStep: () => number;
+  /** Seconds of silence after which a rank is dead (see the module doc). */
+  heartbeatTimeoutSeconds: number;
 }
 
-/** Raised when ranks have not joined within the abort threshold. */
+/** Raised when too few ranks are live within the abort threshold. */
 export class JoinTimeoutError extends Error {
   readonly missingRanks: number[];
 
@@ -51,75 +72,144 @@ export class JoinTimeoutError extends Error {
   }
 }
 
-/** Tracks joined ranks and answers every `hello`. */
+/** See the module doc. */
 export class Membership {
   readonly #options: MembershipOptions;
   readonly #members = new Map<number, Member>();
   readonly #subscription: Subscription;
-  #waiters: (() => void)[] = [];
+  #listeners: (() => void)[] = [];
   /** Refusals so far, by rank, for the summary. */
   readonly refused: { rank: number; reason: string }[] = [];
+  /** Joins, deaths and returns, for the metrics. */
+  readonly events: { rank: number; event: string; step: number }[] = [];
 
   constructor(options: MembershipOptions) {
     this.#options = options;
     this.#subscription = options.transport.subscribe(
-      options.subjects.hello,
+      options.subjects.helloAll,
       (data, subject) => this.#onHello(data, subject),
     );
   }
 
-  /** Members by rank, in rank order. */
+  /** Every rank that ever joined, in rank order. */
   get members(): Member[] {
     return [...this.#members.values()].sort((a, b) => a.rank - b.rank);
   }
 
-  /** Ranks not joined yet. */
-  missing(): number[] {
-    const out: number[] = [];
-    for (let r = 0; r < this.#options.workers; r++) {
-      if (!this.#members.has(r)) out.push(r);
-    }
-    return out;
+  /** A joined rank, alive or not. */
+  get(rank: number): Member | undefined {
+    return this.#members.get(rank);
+  }
+
+  /** Live ranks, ascending. */
+  live(): number[] {
+    return this.members.filter((m) => m.alive).map((m) => m.rank);
+  }
+
+  /** Ranks in `ranks` that are not live. */
+  missing(ranks: readonly number[]): number[] {
+    return ranks.filter((r) => !this.#members.get(r)?.alive);
+  }
+
+  /** Counts a gradient chunk from `rank` as a sign of life. */
+  touch(rank: number): void {
+    const member = this.#members.get(rank);
+    if (member?.alive) member.lastSeen = performance.now();
   }
 
   /**
-   * Resolves when every rank has joined; logs who is missing every
-   * `warnSeconds` and rejects after `abortSeconds`.
+   * Declares dead every live rank silent past its timeout and returns
+   * them; logs each with how long it was silent.
    */
-  async waitForAll(
-    limits: { warnSeconds: number; abortSeconds: number },
+  reapDead(step: number): number[] {
+    const now = performance.now();
+    const dead: number[] = [];
+
+    for (const member of this.#members.values()) {
+      if (!member.alive) continue;
+      const silent = (now - member.lastSeen) / 1000;
+      if (silent <= this.timeoutOf(member)) continue;
+      member.alive = false;
+      dead.push(member.rank);
+      this.events.push({ rank: member.rank, event: "dead", step });
+      this.#options.log.warn(
+        `rank ${member.rank} (pid ${member.pid} on ${member.host}) is ` +
+          `dead: no heartbeat for ${silent.toFixed(1)} s (timeout ` +
+          `${this.timeoutOf(member).toFixed(1)} s)`,
+        step,
+      );
+    }
+    return dead;
+  }
+
+  /** The silence after which `member` is dead, in seconds. */
+  timeoutOf(member: Member): number {
+    return Math.max(
+      this.#options.heartbeatTimeoutSeconds,
+      3 * member.stepSeconds + 5,
+    );
+  }
+
+  /**
+   * Resolves when `enough()` holds, re-checking on every join; logs who is
+   * missing every `warnSeconds` and rejects with
+   * {@linkcode JoinTimeoutError} after `abortSeconds`.
+   */
+  async waitUntil(
+    enough: () => boolean,
+    limits: {
+      warnSeconds: number;
+      abortSeconds: number;
+      /** The ranks the wait is for, for the messages. */
+      wanted: () => number[];
+      step: number;
+    },
   ): Promise<void> {
     const started = Date.now();
     const { log } = this.#options;
+    let warned = 0;
 
-    while (this.missing().length > 0) {
+    while (!enough()) {
       const waited = (Date.now() - started) / 1000;
       if (waited >= limits.abortSeconds) {
-        throw new JoinTimeoutError(this.missing(), limits.abortSeconds);
+        throw new JoinTimeoutError(limits.wanted(), limits.abortSeconds);
       }
-
-      const wake = new Promise<void>((resolve) => this.#waiters.push(resolve));
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const tick = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, limits.warnSeconds * 1000);
-      });
-      const woke = await Promise.race([
-        wake.then(() => true),
-        tick.then(() => false),
-      ]);
-      clearTimeout(timer);
-      if (!woke) {
+      await this.changed(Math.min(1000, (limits.abortSeconds - waited) * 1000));
+      this.reapDead(limits.step);
+      const now = (Date.now() - started) / 1000;
+      if (now - warned >= limits.warnSeconds && !enough()) {
+        warned = now;
         log.info(
-          `waiting for ranks ${this.missing().join(", ")} to join ` +
-            `(${Math.round(waited + limits.warnSeconds)} s)`,
+          `waiting for rank(s) ${limits.wanted().join(", ")} to join ` +
+            `(${Math.round(now)} s)`,
+          limits.step,
         );
       }
     }
   }
 
+  /** Resolves on the next join or return, or after `ms`. */
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#listeners.push(done);
+    });
+  }
+
   /** Stops answering `hello`. */
   close(): void {
     this.#subscription.unsubscribe();
+    this.#notify();
+  }
+
+  #notify(): void {
+    const listeners = this.#listeners;
+    this.#listeners = [];
+    for (const listener of listeners) listener();
   }
 
   #onHello(data: Uint8Array, subject: string): void {
@@ -128,6 +218,7 @@ export class Membership {
 
     try {
       hello = decodeMessage(data, { run: runId, workers, kinds: ["hello"] });
+      checkSubjectRank(this.#options.subjects, subject, hello);
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       this.#options.rejections.record(error, { subject });
@@ -135,45 +226,87 @@ export class Membership {
     }
 
     if (hello.fingerprint !== fingerprint) {
-      const reason = `config fingerprint ${hello.fingerprint.slice(0, 16)} ` +
-        `differs from the parameter server's ${fingerprint.slice(0, 16)}: ` +
-        "start every process with the same config file and the same " +
-        "--alpha, --image-size, --weights, --batch-norm, --workers, " +
-        "--batch, --seed and data folder";
-      if (!this.refused.some((r) => r.rank === hello.rank)) {
-        log.warn(`refused rank ${hello.rank} (pid ${hello.pid}): ${reason}`);
-        this.refused.push({ rank: hello.rank, reason });
-      }
-      this.#welcome(hello.rank, { accepted: false, reason });
+      this.#refuse(hello);
       return;
     }
 
     const known = this.#members.get(hello.rank);
-    if (known && known.pid !== hello.pid) {
-      log.warn(
-        `rank ${hello.rank} joined again from pid ${hello.pid} on ` +
-          `${hello.host} (was pid ${known.pid}); it replaces the old one`,
-      );
-    }
-    if (!known || known.pid !== hello.pid) {
-      this.#members.set(hello.rank, {
-        rank: hello.rank,
-        backend: hello.backend,
-        device: hello.device,
-        pid: hello.pid,
-        host: hello.host,
-      });
-      log.info(
-        `rank ${hello.rank} joined: backend ${hello.backend}` +
-          `${hello.device ? ` on ${hello.device}` : ""}, pid ${hello.pid} ` +
-          `on ${hello.host}`,
-      );
+    const step = this.#options.startStep();
+    if (known && known.pid === hello.pid && known.host === hello.host) {
+      this.#update(known, hello);
+      if (!known.alive) {
+        known.alive = true;
+        this.events.push({ rank: hello.rank, event: "back", step });
+        log.info(
+          `rank ${hello.rank} is back (pid ${hello.pid}); it takes part ` +
+            "from the next step",
+          step,
+        );
+        this.#notify();
+      }
+      return;
     }
 
+    if (known) {
+      log.warn(
+        `rank ${hello.rank} joined again from pid ${hello.pid} on ` +
+          `${hello.host} (was pid ${known.pid} on ${known.host}); it ` +
+          "replaces the old one",
+        step,
+      );
+    }
+    const member: Member = {
+      rank: hello.rank,
+      backend: hello.backend,
+      device: hello.device,
+      pid: hello.pid,
+      host: hello.host,
+      alive: true,
+      lastSeen: performance.now(),
+      step: hello.step,
+      attempt: hello.attempt,
+      state: hello.state,
+      missing: hello.missing,
+      stepSeconds: hello.stepSeconds,
+    };
+    this.#members.set(hello.rank, member);
+    this.events.push({ rank: hello.rank, event: "joined", step });
+    log.info(
+      `rank ${hello.rank} joined: backend ${hello.backend}` +
+        `${hello.device ? ` on ${hello.device}` : ""}, pid ${hello.pid} ` +
+        `on ${hello.host}; it starts at step ${step}`,
+      step,
+    );
     this.#welcome(hello.rank, { accepted: true, reason: "" });
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const wake of waiters) wake();
+    this.#notify();
+  }
+
+  #update(member: Member, hello: HelloMessage): void {
+    member.lastSeen = performance.now();
+    member.step = hello.step;
+    member.attempt = hello.attempt;
+    member.state = hello.state;
+    member.missing = hello.missing;
+    member.stepSeconds = hello.stepSeconds;
+    // A worker that lost its welcome keeps saying `joining`: answer again.
+    if (hello.state === "joining") {
+      this.#welcome(hello.rank, { accepted: true, reason: "" });
+    }
+  }
+
+  #refuse(hello: HelloMessage): void {
+    const { fingerprint, log } = this.#options;
+    const reason = `config fingerprint ${hello.fingerprint.slice(0, 16)} ` +
+      `differs from the parameter server's ${fingerprint.slice(0, 16)}: ` +
+      "start every process with the same config file and the same " +
+      "--alpha, --image-size, --weights, --batch-norm, --workers, " +
+      "--batch, --seed and data folder";
+
+    if (!this.refused.some((r) => r.rank === hello.rank)) {
+      log.warn(`refused rank ${hello.rank} (pid ${hello.pid}): ${reason}`);
+      this.refused.push({ rank: hello.rank, reason });
+    }
+    this.#welcome(hello.rank, { accepted: false, reason });
   }
 
   #welcome(rank: number, answer: { accepted: boolean; reason: string }) {
@@ -190,5 +323,31 @@ export class Membership {
         ...answer,
       }),
     );
+  }
+}
+
+/**
+ * A per-rank subject must carry that rank's messages: NATS permissions tie
+ * credentials to subjects, so the subject is what the sender proved.
+ */
+export function checkSubjectRank(
+  runSubjects: RunSubjects,
+  subject: string,
+  message: { rank: number; kind: string; run: string; step: number },
+): void {
+  const rank = runSubjects.rankOf(subject);
+  if (rank !== message.rank) {
+    throw new WireError({
+      reason: "bad_rank",
+      field: "rank",
+      message: `${message.kind} of rank ${message.rank} arrived on ` +
+        `${subject}, which belongs to ${
+          rank === null ? "no rank" : `rank ${rank}`
+        }`,
+      kind: message.kind,
+      run: message.run,
+      step: message.step,
+      rank: message.rank,
+    });
   }
 }

@@ -1,19 +1,24 @@
 /**
  * The parameter server: the authoritative copy of the weights, the
- * optimizer's moments and the step counter. It runs the synchronous step of
- * DESIGN.md:
+ * optimizer's moments, the step counter, the epoch plan and membership. It
+ * runs the synchronous step of DESIGN.md, elastically:
  *
- * 1. Publish weights version `v` with the step's metadata (epoch, schedule
- *    rate, input scaling, the dataset indices of every rank).
- * 2. Wait for every rank's gradient stream for `v`. A silent rank gets the
- *    weights again every `stallWarnSeconds` (NATS core delivers at most
- *    once) and a warning naming it; after `stallAbortSeconds` the run stops
- *    with a checkpoint instead of hanging or training on a partial batch.
+ * 1. Plan the step over the live ranks (`EpochPlan`) and publish weights
+ *    version `v` with its metadata (epoch, schedule rate, input scaling,
+ *    the dataset indices of every rank; idle ranks get none).
+ * 2. Collect every assigned rank's gradients (`collectStep`): lost chunks
+ *    are asked for again, a dead rank (no heartbeat) or, with
+ *    `stragglerPolicy: "drop"`, a late one leaves the step and its examples
+ *    go back to the plan; if no rank is left the step is planned again.
+ *    Ranks silent past `stallAbortSeconds` stop the run, checkpointed.
  * 3. Sum the gradients in rank order, divide by the example count, apply
- *    AdamW, average the BatchNorm statistics, and go to `v + 1`.
+ *    AdamW at the schedule position of the examples consumed, average the
+ *    BatchNorm statistics, and go to `v + 1`. Checkpoint at each epoch end
+ *    and every `checkpointEverySteps`.
  *
  * The result of a step depends only on version `v` and the set of
- * contributions, never on arrival order or the transport.
+ * contributions, never on arrival order, re-sends or the transport; a run
+ * that loses no rank equals a static one bit for bit.
  *
  * @module
  */
@@ -26,16 +31,26 @@ import {
 } from "../wire/mod.ts";
 import { subjects, type Transport } from "../transport/mod.ts";
 import { FlatAdamW, parseOptimizerConfig } from "../optim/mod.ts";
-import { makeBatch, rankBatchPositions } from "../data/mod.ts";
+import { makeBatch } from "../data/mod.ts";
 import type { InputScaling } from "../data/mod.ts";
 import type { Logger } from "../log.ts";
 import type { JobSetup } from "../train/job.ts";
 import { splitFlat, writeFlat } from "../train/layout.ts";
 import { evaluate, type Evaluation } from "../train/evaluate.ts";
-import { type Checkpoint, writeCheckpoint } from "../train/checkpoint.ts";
+import {
+  type Checkpoint,
+  CheckpointWriteError,
+  writeCheckpoint,
+} from "../train/checkpoint.ts";
 import { MetricsLog } from "../train/metrics_log.ts";
 import { aggregate } from "./aggregate.ts";
-import { GradientCollector, type PendingRank } from "./collector.ts";
+import { GradientCollector } from "./collector.ts";
+import { collectStep, type LostRank } from "./collect_step.ts";
+import {
+  type Assignment,
+  EpochPlan,
+  type EpochPlanState,
+} from "./epoch_plan.ts";
 import { Membership } from "./membership.ts";
 import { encodeStepMeta } from "../protocol/step_meta.ts";
 import { float32Sha256 } from "./weights_hash.ts";
@@ -81,13 +96,13 @@ export async function runParameterServer(
   options: ParameterServerOptions,
 ): Promise<PsResult> {
   const { setup, runId, transport, log } = options;
-  const { config, layout, stepsPerEpoch, totalSteps } = setup;
+  const { config, layout, stepsPerEpoch } = setup;
   const { workers, perRankBatch, seed } = config.train;
+  const train = config.train;
   const runSubjects = subjects(options.subjectPrefix ?? "dptrain", runId);
+  const resume = options.resume;
 
-  const weights = new Float32Array(
-    options.resume?.weights ?? options.initialWeights,
-  );
+  const weights = new Float32Array(resume?.weights ?? options.initialWeights);
   const optimizer = new FlatAdamW({
     variables: layout.entries
       .filter((e) => e.role === "trainable")
@@ -97,9 +112,22 @@ export async function runParameterServer(
     stepsPerEpoch,
     totalSteps: stepsPerEpoch * config.train.epochs,
   });
-  if (options.resume) optimizer.setState(options.resume.optimizer as never);
+  if (resume) optimizer.setState(resume.optimizer as never);
+  const plan = new EpochPlan({
+    n: setup.dataset.train.count,
+    seed,
+    workers,
+    perRankBatch,
+    stepsPerEpoch,
+    state: resume?.plan ?? planStateAt(resume?.step ?? 0, setup),
+  });
 
-  let step = options.resume?.step ?? 0;
+  // `step` counts the weights versions published: steps done so far.
+  let step = resume?.step ?? 0;
+  // Losing ranks makes epochs take more steps: only an explicit maxSteps
+  // caps the step count; otherwise the run ends with its last epoch.
+  const maxSteps = train.maxSteps > 0 ? train.maxSteps : Infinity;
+  const finished = () => plan.epoch >= train.epochs || step >= maxSteps;
   const rejections = new RejectionCounter({
     log: (event) => logRejection(log, event),
   });
@@ -112,6 +140,7 @@ export async function runParameterServer(
     rejections,
     log,
     startStep: () => step,
+    heartbeatTimeoutSeconds: train.heartbeatTimeoutSeconds,
   });
   const collector = new GradientCollector({
     runId,
@@ -121,96 +150,164 @@ export async function runParameterServer(
     transport,
     subjects: runSubjects,
     rejections,
+    onChunk: (rank) => membership.touch(rank),
   });
   const metrics = await MetricsLog.create(
     `${options.outDir}/metrics.jsonl`,
-    options.resume ? { keepBeforeStep: options.resume.step } : {},
+    resume ? { keepBeforeStep: resume.step } : {},
   );
 
   const started = performance.now();
-  const priorSeconds = options.resume?.wallSeconds ?? 0;
+  const priorSeconds = resume?.wallSeconds ?? 0;
   const wall = () => priorSeconds + (performance.now() - started) / 1000;
   let skippedSteps = 0;
   let evaluation: Evaluation | null = null;
   let imagesSeen = 0;
   let epochTotals = newEpochTotals();
   let lastProgress = performance.now();
+  let membershipSeen = 0;
 
+  // The plan as it stood before the current step was handed out: a run
+  // stopped mid-step resumes by handing out the same examples again.
+  let planAtStepStart = plan.state();
   const checkpoint = async () => {
     await writeCheckpoint(`${options.outDir}/checkpoint.msgpack`, {
       runId,
       fingerprint: setup.fingerprint,
       step,
-      epoch: Math.floor(step / stepsPerEpoch),
+      epoch: plan.epoch,
       layout: layout.entries.map((e) => e.name),
       weights,
       optimizer: optimizer.getState(),
       workers,
       wallSeconds: wall(),
+      plan: planAtStepStart,
+      live: membership.live(),
     });
+  };
+  const guardedCheckpoint = async () => {
+    try {
+      await checkpoint();
+    } catch (error) {
+      if (train.onCheckpointError === "stop") throw error;
+      log.error(
+        `${(error as Error).message}; training on without it ` +
+          `(train.onCheckpointError "continue")`,
+        step,
+      );
+    }
+  };
+
+  // Ranks each step needs: all of them to start (or those live at the
+  // checkpoint), then at least `minWorkers` (1 when 0: survivors go on).
+  const minLive = Math.max(1, train.minWorkers);
+  const waitForRanks = async (wanted: readonly number[], least: number) => {
+    const startedWaiting = Date.now();
+    await membership.waitUntil(
+      () =>
+        membership.missing(wanted).length === 0 ||
+        (membership.live().length >= least &&
+          (least >= wanted.length ||
+            Date.now() - startedWaiting >= train.stallWarnSeconds * 1000)),
+      {
+        warnSeconds: train.stallWarnSeconds,
+        abortSeconds: train.stallAbortSeconds,
+        wanted: () => membership.missing(wanted),
+        step,
+      },
+    );
   };
 
   try {
+    const totalSteps = Math.min(maxSteps, setup.totalSteps);
     log.info(
       `waiting for ${workers} worker(s); ${totalSteps} steps of ` +
         `${workers * perRankBatch} examples, ${stepsPerEpoch} per epoch`,
     );
-    await membership.waitForAll({
-      warnSeconds: config.train.stallWarnSeconds,
-      abortSeconds: config.train.stallAbortSeconds,
-    });
+    const allRanks = Array.from({ length: workers }, (_, r) => r);
+    const startRanks = resume?.live ?? allRanks;
+    await waitForRanks(
+      startRanks,
+      train.minWorkers > 0 ? train.minWorkers : startRanks.length,
+    );
     for (const m of membership.members) {
       log.info(
         `rank ${m.rank}: backend ${m.backend}, device ${m.device ?? "none"}`,
       );
     }
 
-    for (; step < totalSteps; step++) {
-      const epoch = Math.floor(step / stepsPerEpoch);
-      const stepInEpoch = step % stepsPerEpoch;
+    while (!finished()) {
+      planAtStepStart = plan.state();
       const stepStarted = performance.now();
-      const lr = optimizer.learningRate(step);
+      const resends = { weights: 0, grads: 0 };
+      const lost: LostRank[] = [];
+      let attempt = 0;
+      let assignment: Assignment;
+      let lr: number;
 
-      // 1. Version `step` of the weights, with every rank's batch.
-      const indices = Array.from(
-        { length: workers },
-        (_, rank) =>
-          Array.from(rankBatchPositions({
-            n: setup.dataset.train.count,
-            seed,
-            epoch,
-            step: stepInEpoch,
-            rank,
-            workers,
-            perRankBatch,
-          })),
-      );
-      const chunks = encodeTensorStream({
-        run: runId,
-        step,
-        stream: "weights",
-        rank: PS_RANK,
-        data: weights,
-        meta: encodeStepMeta({
-          epoch,
-          lr,
-          scaling: options.inputScaling,
-          indices,
-        }),
-        maxPayloadBytes: transport.maxPayloadBytes,
-      });
-      collector.begin(step);
-      publishAll(transport, runSubjects.weights, chunks);
+      // 1-2. Plan, publish version `step`, collect; re-plan the same step
+      // when every assigned rank dropped out of it.
+      for (;;) {
+        membership.reapDead(step);
+        if (membership.live().length < minLive) {
+          log.warn(
+            `${membership.live().length} live rank(s), ${minLive} needed; ` +
+              "waiting for workers to join",
+            step,
+          );
+          await waitForRanks(allRanks, minLive);
+        }
+        assignment = plan.take(membership.live());
+        lr = optimizer.learningRate(assignment.scheduleStep);
+        const expected = assignment.positions
+          .map((list, rank) => list.length > 0 ? rank : -1)
+          .filter((rank) => rank >= 0);
+        const chunks = encodeTensorStream({
+          run: runId,
+          step,
+          attempt,
+          stream: "weights",
+          rank: PS_RANK,
+          data: weights,
+          meta: encodeStepMeta({
+            epoch: assignment.epoch,
+            lr,
+            scaling: options.inputScaling,
+            indices: assignment.indices,
+          }),
+          maxPayloadBytes: transport.maxPayloadBytes,
+        });
+        collector.begin(step, attempt, expected);
+        publishAll(transport, runSubjects.weights, chunks);
 
-      // 2. Every rank's contribution, re-sending to the silent ones.
-      const results = await collector.collect({
-        warnSeconds: config.train.stallWarnSeconds,
-        abortSeconds: config.train.stallAbortSeconds,
-        onStall: (pending, waited) => {
-          log.warn(describeStall(pending, waited), step);
-          publishAll(transport, runSubjects.weights, chunks);
-        },
-      });
+        const outcome = await collectStep({
+          step,
+          attempt,
+          runId,
+          weightsChunks: chunks,
+          collector,
+          membership,
+          transport,
+          subjects: runSubjects,
+          train,
+          log,
+        });
+        for (const { rank } of outcome.lost) {
+          plan.requeue(assignment.positions[rank]);
+        }
+        lost.push(...outcome.lost);
+        resends.weights += outcome.resends.weights;
+        resends.grads += outcome.resends.grads;
+        if (collector.results().length > 0) break;
+        attempt++;
+        log.warn(
+          `no rank finished step ${step}; planning it again (attempt ` +
+            `${attempt + 1})`,
+          step,
+        );
+      }
+      const results = collector.results();
+      const epoch = assignment.epoch;
 
       // 3. Aggregate and apply, unless a rank saw a non-finite value.
       const sum = aggregate(layout, results);
@@ -226,7 +323,7 @@ export async function runParameterServer(
         const outcome = optimizer.step({
           weights: splitFlat(layout, weights, "trainable"),
           grads: splitFlat(layout, sum.meanGradient, "trainable"),
-          step,
+          step: assignment.scheduleStep,
         });
         applied = outcome.applied;
         if (!outcome.applied) {
@@ -252,29 +349,39 @@ export async function runParameterServer(
         imagesPerSecond: sum.count / seconds,
         examples: sum.count,
         applied,
+        ranks: results.map((r) => r.rank),
+        lost,
+        attempts: attempt + 1,
+        resends,
+        rejected: nonZero(rejections.counts()),
         wallSeconds: wall(),
       });
       log.debug(
         `loss ${(sum.lossSum / Math.max(1, sum.count)).toFixed(4)} ` +
-          `in ${seconds.toFixed(2)} s`,
+          `in ${seconds.toFixed(2)} s from rank(s) ` +
+          results.map((r) => r.rank).join(","),
         step,
       );
+      step++;
       if (performance.now() - lastProgress >= PROGRESS_EVERY_MS) {
         lastProgress = performance.now();
         const n = Math.max(1, epochTotals.count);
         log.info(
-          `step ${step + 1}/${totalSteps} (epoch ${epoch + 1}, ` +
-            `${stepInEpoch + 1}/${stepsPerEpoch}): loss ` +
-            `${(epochTotals.lossSum / n).toFixed(4)} acc ` +
+          `step ${step}/${totalSteps} (epoch ${epoch + 1}, ` +
+            `${epochTotals.count}/${setup.dataset.train.count} examples): ` +
+            `loss ${(epochTotals.lossSum / n).toFixed(4)} acc ` +
             `${(epochTotals.correct / n).toFixed(3)} ` +
             `${(epochTotals.count / epochTotals.seconds).toFixed(1)} img/s`,
-          step,
+          step - 1,
         );
       }
 
       // Epoch end (or the last step): evaluate, report, checkpoint.
-      const last = step + 1 === totalSteps;
-      if (stepInEpoch + 1 === stepsPerEpoch || last) {
+      const epochEnd = plan.epochDone;
+      if (epochEnd) plan.nextEpoch();
+      planAtStepStart = plan.state();
+      const last = finished();
+      if (epochEnd || last) {
         const evaluated = options.evaluateEachEpoch === false && !last
           ? null
           : evaluateWeights(setup, weights, options.inputScaling);
@@ -282,7 +389,7 @@ export async function runParameterServer(
         await metrics.append({
           type: "epoch",
           epoch,
-          step,
+          step: step - 1,
           loss: epochTotals.lossSum / Math.max(1, epochTotals.count),
           accuracy: epochTotals.correct / Math.max(1, epochTotals.count),
           lr,
@@ -290,48 +397,51 @@ export async function runParameterServer(
           valAccuracy: evaluated?.accuracy ?? null,
           valLoss: evaluated?.loss ?? null,
           valMacroF1: evaluated?.macroF1 ?? null,
+          rejected: nonZero(rejections.counts()),
+          membership: membership.events.slice(membershipSeen),
           wallSeconds: wall(),
         });
+        membershipSeen = membership.events.length;
         log.info(
           describeEpoch({
             epoch,
-            epochs: Math.ceil(totalSteps / stepsPerEpoch),
+            epochs: train.epochs,
             totals: epochTotals,
             lr,
             evaluation: evaluated,
           }),
-          step,
+          step - 1,
         );
         epochTotals = newEpochTotals();
-        step++;
-        await checkpoint();
-        step--;
+        await guardedCheckpoint();
       } else if (
-        config.train.checkpointEverySteps > 0 &&
-        (step + 1) % config.train.checkpointEverySteps === 0
+        train.checkpointEverySteps > 0 &&
+        step % train.checkpointEverySteps === 0
       ) {
-        step++;
-        await checkpoint();
-        step--;
+        await guardedCheckpoint();
       }
     }
 
-    transport.publish(
-      runSubjects.control,
-      encodeMessage({
+    await stopWorkers({
+      transport,
+      membership,
+      train,
+      message: encodeMessage({
         kind: "control",
         run: runId,
         step,
         command: "stop",
-        reason: `finished ${totalSteps} steps`,
+        reason: `finished ${step} steps`,
       }),
-    );
-    await transport.flush();
+      control: runSubjects.control,
+    });
   } catch (error) {
     log.error(`stopping the run: ${(error as Error).message}`, step);
-    await checkpoint().catch((e) =>
-      log.error(`could not write the checkpoint: ${e}`, step)
-    );
+    if (!(error instanceof CheckpointWriteError)) {
+      await checkpoint().catch((e) =>
+        log.error(`could not write the checkpoint: ${e}`, step)
+      );
+    }
     transport.publish(
       runSubjects.control,
       encodeMessage({
@@ -342,7 +452,9 @@ export async function runParameterServer(
         reason: (error as Error).message.slice(0, 4000),
       }),
     );
-    await transport.flush().catch(() => {});
+    await transport.flush().catch((e) =>
+      log.warn(`could not flush the abort message: ${e}`, step)
+    );
     throw error;
   } finally {
     membership.close();
@@ -355,7 +467,7 @@ export async function runParameterServer(
     weightsSha256: await float32Sha256(weights),
     steps: step,
     skippedSteps,
-    epochs: step / stepsPerEpoch,
+    epochs: plan.epoch,
     evaluation,
     members: membership.members.map((m) => ({
       rank: m.rank,
@@ -366,6 +478,59 @@ export async function runParameterServer(
     wallSeconds: wall(),
     imagesPerSecond: imagesSeen / Math.max(1e-9, wall() - priorSeconds),
   };
+}
+
+/**
+ * The plan state after `step` steps of a run that lost no rank, for a
+ * checkpoint written before plans were stored.
+ */
+function planStateAt(step: number, setup: JobSetup): EpochPlanState {
+  const { stepsPerEpoch, config, dataset } = setup;
+  const within = step % stepsPerEpoch;
+  return {
+    epoch: Math.floor(step / stepsPerEpoch),
+    cursor: Math.min(
+      dataset.train.count,
+      within * config.train.workers * config.train.perRankBatch,
+    ),
+    requeued: [],
+  };
+}
+
+/**
+ * Publishes `stop`, and publishes it again while some worker still sends
+ * heartbeats after it: core NATS may lose the first one, and a worker that
+ * missed it would wait for weights that never come. Gives up after the
+ * heartbeat timeout.
+ */
+async function stopWorkers(args: {
+  transport: Transport;
+  membership: Membership;
+  train: JobSetup["config"]["train"];
+  message: Uint8Array;
+  control: string;
+}): Promise<void> {
+  const { transport, membership, train } = args;
+  const beatMs = train.heartbeatSeconds * 1000;
+  const started = performance.now();
+  let sentAt = performance.now();
+
+  transport.publish(args.control, args.message);
+  await transport.flush();
+  while (performance.now() - started < train.heartbeatTimeoutSeconds * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 2 * beatMs));
+    const stillRunning = membership.members.some((m) =>
+      m.alive && m.lastSeen > sentAt + beatMs / 2
+    );
+    if (!stillRunning) return;
+    sentAt = performance.now();
+    transport.publish(args.control, args.message);
+    await transport.flush();
+  }
+}
+
+function nonZero(counts: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0));
 }
 
 function publishAll(
@@ -439,19 +604,6 @@ function describeEpoch(args: {
   } ` +
     `acc ${(totals.correct / n).toFixed(3)} lr ${lr.toExponential(2)} ` +
     `${(totals.count / totals.seconds).toFixed(1)} img/s${val}`;
-}
-
-function describeStall(pending: PendingRank[], waited: number): string {
-  const parts = pending.map((p) => {
-    const got = p.expected === undefined
-      ? "nothing yet"
-      : `${p.received}/${p.expected} chunks, missing ${
-        p.missingChunks.join(",")
-      }${p.expected - p.received > p.missingChunks.length ? ",..." : ""}`;
-    return `rank ${p.rank} (${got})`;
-  });
-  return `waited ${waited.toFixed(0)} s for ${parts.join("; ")}; ` +
-    "re-sending the weights";
 }
 
 function logRejection(log: Logger, event: RejectionEvent): void {

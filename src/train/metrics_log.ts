@@ -16,6 +16,20 @@ export interface StepRecord {
   imagesPerSecond: number;
   examples: number;
   applied: boolean;
+  /** Ranks whose gradients made the step, ascending. */
+  ranks: number[];
+  /**
+   * Ranks that dropped out of the step and why (`dead`: no heartbeat;
+   * `late`: past the step deadline with `stragglerPolicy: "drop"`); their
+   * examples went to a later step.
+   */
+  lost: { rank: number; reason: "dead" | "late" }[];
+  /** Plans of this step: 1, or more when every assigned rank dropped out. */
+  attempts: number;
+  /** Chunk re-sends: weights re-published, gradient chunks asked for. */
+  resends: { weights: number; grads: number };
+  /** Messages dropped so far, by reason (cumulative). */
+  rejected: Record<string, number>;
   wallSeconds: number;
 }
 
@@ -31,6 +45,10 @@ export interface EpochRecord {
   valAccuracy: number | null;
   valLoss: number | null;
   valMacroF1: number | null;
+  /** Messages dropped so far, by reason (cumulative). */
+  rejected: Record<string, number>;
+  /** Ranks that died, came back or joined during the epoch. */
+  membership: { rank: number; event: string; step: number }[];
   wallSeconds: number;
 }
 

@@ -18,24 +18,39 @@ const NATS_TOKEN_PATTERN = /^[^\s.*>]+$/;
 
 /** The subjects of one run. */
 export interface RunSubjects {
-  /** Workers to PS: `hello` on join. */
-  readonly hello: string;
+  /**
+   * One worker to the PS: `hello` on join and then as its heartbeat. One
+   * subject per rank, so that NATS permissions can tie a rank's
+   * credentials to its own subjects.
+   */
+  hello(rank: number): string;
+  /** Every rank's `hello` subject (`hello.*`), for the PS. */
+  readonly helloAll: string;
   /** PS to one worker: `welcome` (accepted or refused). */
   welcome(rank: number): string;
+  /** PS to one worker: `resend` requests for missing gradient chunks. */
+  resend(rank: number): string;
   /** PS to all workers: weights `tensor_chunk`s. */
   readonly weights: string;
-  /** Workers to PS: gradient `tensor_chunk`s of every rank. */
-  readonly grads: string;
+  /** One worker to the PS: its gradient `tensor_chunk`s. */
+  grads(rank: number): string;
+  /** Every rank's gradient subject (`grads.*`), for the PS. */
+  readonly gradsAll: string;
   /** PS to all: `control` (stop, abort). */
   readonly control: string;
   /** Every subject of the run, for tracing: `<prefix>.<run>.>`. */
   readonly all: string;
+  /**
+   * The rank a per-rank subject (`hello.3`, `grads.3`, ...) names, or
+   * `null` for any other subject.
+   */
+  rankOf(subject: string): number | null;
 }
 
 /**
  * Builds the subjects of run `runId` under `prefix`:
- * `<prefix>.<runId>.hello`, `.welcome.<rank>`, `.weights`, `.grads`,
- * `.control`.
+ * `<prefix>.<runId>.hello.<rank>`, `.welcome.<rank>`, `.resend.<rank>`,
+ * `.weights`, `.grads.<rank>`, `.control`.
  *
  * @param prefix Dot-separated tokens of letters, digits, `_` and `-`.
  * @param runId One token of letters, digits, `_` and `-`.
@@ -47,6 +62,7 @@ export interface RunSubjects {
  *
  * const run = subjects("dptrain", "r1");
  * console.assert(run.welcome(3) === "dptrain.r1.welcome.3");
+ * console.assert(run.rankOf(run.grads(2)) === 2);
  * ```
  */
 export function subjects(prefix: string, runId: string): RunSubjects {
@@ -59,22 +75,40 @@ export function subjects(prefix: string, runId: string): RunSubjects {
   }
 
   const base = `${prefix}.${runId}`;
+  const perRank = (name: string) => (rank: number): string => {
+    if (!Number.isInteger(rank) || rank < 0) {
+      throw new RangeError(
+        `Cannot build ${name} subject: rank must be a non-negative ` +
+          `integer, received ${rank}`,
+      );
+    }
+    return `${base}.${name}.${rank}`;
+  };
+  const rankPattern = new RegExp(
+    `^${
+      escapeRegExp(base)
+    }\\.(hello|welcome|resend|grads)\\.(0|[1-9][0-9]{0,8})$`,
+  );
+
   return {
-    hello: `${base}.hello`,
-    welcome(rank: number): string {
-      if (!Number.isInteger(rank) || rank < 0) {
-        throw new RangeError(
-          "Cannot build welcome subject: rank must be a non-negative " +
-            `integer, received ${rank}`,
-        );
-      }
-      return `${base}.welcome.${rank}`;
-    },
+    hello: perRank("hello"),
+    helloAll: `${base}.hello.*`,
+    welcome: perRank("welcome"),
+    resend: perRank("resend"),
     weights: `${base}.weights`,
-    grads: `${base}.grads`,
+    grads: perRank("grads"),
+    gradsAll: `${base}.grads.*`,
     control: `${base}.control`,
     all: `${base}.>`,
+    rankOf(subject: string): number | null {
+      const match = rankPattern.exec(subject);
+      return match ? Number(match[2]) : null;
+    },
   };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /**

@@ -207,6 +207,65 @@ export class FieldReader {
     return value;
   }
 
+  /**
+   * Reads a required array of at most `maxItems` integers, each within
+   * `[min, max]`.
+   */
+  integerArray(
+    field: string,
+    options: { min: number; max: number; maxItems: number },
+  ): number[] {
+    const value = this.#required(field);
+
+    if (!Array.isArray(value)) {
+      this.fail("bad_field", {
+        field,
+        detail: `must be an array, received ${describeValue(value)}`,
+      });
+    }
+    if (value.length > options.maxItems) {
+      this.fail("oversized", {
+        field,
+        detail: `holds ${value.length} items, above ${options.maxItems}`,
+      });
+    }
+    for (const item of value) {
+      const ok = typeof item === "number" && Number.isInteger(item) &&
+        item >= options.min && item <= options.max;
+      if (!ok) {
+        this.fail("bad_field", {
+          field,
+          detail: `must hold integers in [${options.min}, ${options.max}], ` +
+            `received ${describeValue(item)}`,
+        });
+      }
+    }
+    return [...value] as number[];
+  }
+
+  /** Reads a required finite number within `[min, max]`. */
+  number(field: string, options: { min: number; max: number }): number {
+    const value = this.#required(field);
+
+    if (typeof value !== "number") {
+      this.fail("bad_field", {
+        field,
+        detail: `must be a number, received ${describeValue(value)}`,
+      });
+    }
+    if (!Number.isFinite(value)) {
+      this.fail("non_finite", { field, detail: `is ${value}` });
+    }
+    if (value < options.min || value > options.max) {
+      this.fail("bad_field", {
+        field,
+        detail: `must be in [${options.min}, ${options.max}], received ` +
+          String(value),
+      });
+    }
+    return value;
+  }
+
   /** Reads a required boolean. */
   boolean(field: string): boolean {
     const value = this.#required(field);

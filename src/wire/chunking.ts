@@ -95,6 +95,8 @@ export interface TensorStreamOptions {
   stream: TensorStream;
   /** The sender: `PS_RANK` for weights, the worker rank for grads. */
   rank: number;
+  /** The step's attempt (see `TensorChunkMessage.attempt`). @default 0 */
+  attempt?: number;
   /** The values, in the variable layout's fixed order. */
   data: Float32Array;
   /** Carried on chunk 0. @default {} */
@@ -127,6 +129,7 @@ export function encodeTensorStream(options: TensorStreamOptions): Uint8Array[] {
       step: key.step,
       stream: key.stream,
       rank: key.rank,
+      attempt: key.attempt ?? 0,
       index: chunk.index,
       count: chunk.count,
       offset: chunk.offset,
@@ -171,6 +174,8 @@ export interface StreamKey {
   step: number;
   /** The sender rank (`PS_RANK` for weights). */
   rank: number;
+  /** The step's attempt. @default 0 */
+  attempt?: number;
 }
 
 /** Options of the {@linkcode StreamAssembler} constructor. */
@@ -373,6 +378,14 @@ export class StreamAssembler {
       this.#fail(chunk, "bad_rank", {
         field: "rank",
         detail: `is ${chunk.rank}, this assembler collects rank ${rank}`,
+      });
+    }
+    const attempt = this.#key.attempt ?? 0;
+    if (chunk.attempt !== attempt) {
+      this.#fail(chunk, "wrong_step", {
+        field: "attempt",
+        detail: `is ${chunk.attempt}, this assembler collects attempt ` +
+          String(attempt),
       });
     }
   }

@@ -26,6 +26,7 @@ export const MESSAGE_KINDS = [
   "welcome",
   "tensor_chunk",
   "control",
+  "resend",
 ] as const;
 
 /** One of {@linkcode MESSAGE_KINDS}. */
@@ -42,6 +43,25 @@ export const CONTROL_COMMANDS = ["stop", "abort"] as const;
 
 /** One of {@linkcode CONTROL_COMMANDS}. */
 export type ControlCommand = typeof CONTROL_COMMANDS[number];
+
+/**
+ * Where a worker stands, as its heartbeat (`hello`) reports it:
+ * `joining` before its first welcome, `waiting` for the weights of `step`
+ * (none or part of them in), `computing` step `step`, `answered` step
+ * `step` (its gradients are published).
+ */
+export const WORKER_STATES = [
+  "joining",
+  "waiting",
+  "computing",
+  "answered",
+] as const;
+
+/** One of {@linkcode WORKER_STATES}. */
+export type WorkerState = typeof WORKER_STATES[number];
+
+/** The most chunk indices one `hello` or `resend` lists. */
+export const MAX_LISTED_CHUNKS = 256;
 
 /** The rank the parameter server uses as a sender. */
 export const PS_RANK: -1 = -1;
@@ -76,8 +96,11 @@ export interface MessageBase {
 }
 
 /**
- * Worker to parameter server, on join: who the worker is and the
- * fingerprint of its model and data config, which must match the PS's.
+ * Worker to parameter server, on join and then every heartbeat interval:
+ * who the worker is, the fingerprint of its model and data config (which
+ * must match the PS's), and where it stands, so that the PS can tell a
+ * dead worker from a busy one and re-send what a live one lacks. `step` is
+ * the weights version the worker is at.
  */
 export interface HelloMessage extends MessageBase {
   /** The message kind. */
@@ -94,6 +117,32 @@ export interface HelloMessage extends MessageBase {
   pid: number;
   /** The worker's host name. */
   host: string;
+  /** Where the worker stands at `step`. */
+  state: WorkerState;
+  /** The attempt of step `step` the state refers to. */
+  attempt: number;
+  /**
+   * While `waiting` with part of the weights in: up to
+   * {@linkcode MAX_LISTED_CHUNKS} missing chunk indices; empty otherwise.
+   */
+  missing: number[];
+  /** How long the worker's last step took to compute, in seconds. */
+  stepSeconds: number;
+}
+
+/**
+ * Parameter server to one worker: re-publish chunks of your gradient
+ * stream for `step` (attempt `attempt`), because they never arrived.
+ */
+export interface ResendMessage extends MessageBase {
+  /** The message kind. */
+  kind: "resend";
+  /** The worker asked. */
+  rank: number;
+  /** The attempt of the step whose stream is incomplete. */
+  attempt: number;
+  /** The chunk indices to re-publish; empty for the whole stream. */
+  chunks: number[];
 }
 
 /** Parameter server to one worker: joined, or refused and why. */
@@ -125,6 +174,12 @@ export interface TensorChunkMessage extends MessageBase {
   stream: TensorStream;
   /** The sender: `PS_RANK` (-1) for weights, the worker rank for grads. */
   rank: number;
+  /**
+   * Which plan of step `step` the stream belongs to: 0, then 1, 2, ...
+   * when the PS re-plans a step after ranks dropped out of it. Chunks of
+   * two attempts never mix in one stream.
+   */
+  attempt: number;
   /** This chunk's position in the stream, in `[0, count)`. */
   index: number;
   /** How many chunks the stream has (at least 1). */
@@ -156,7 +211,8 @@ export type WireMessage =
   | HelloMessage
   | WelcomeMessage
   | TensorChunkMessage
-  | ControlMessage;
+  | ControlMessage
+  | ResendMessage;
 
 /** The message type of one kind. */
 export type MessageOfKind<K extends MessageKind> = Extract<
@@ -168,14 +224,20 @@ export type MessageOfKind<K extends MessageKind> = Extract<
  * A chunk to encode: the checksum is computed by the encoder. `meta`
  * defaults to `{}` on chunk 0 and must be absent on the others.
  */
-export type TensorChunkInit = Omit<TensorChunkMessage, "crc32">;
+export type TensorChunkInit =
+  & Omit<TensorChunkMessage, "crc32" | "attempt">
+  & {
+    /** @default 0 */
+    attempt?: number;
+  };
 
 /** Any message to encode. */
 export type OutgoingMessage =
   | HelloMessage
   | WelcomeMessage
   | TensorChunkInit
-  | ControlMessage;
+  | ControlMessage
+  | ResendMessage;
 
 /** An inclusive range of steps. */
 export interface StepWindow {
@@ -215,11 +277,23 @@ const COMMON_FIELDS = ["v", "kind", "run", "step"] as const;
 
 // Field order on the wire; `payload` last so a header reads as a prefix.
 const FIELDS: Record<MessageKind, readonly string[]> = {
-  hello: ["rank", "fingerprint", "backend", "device", "pid", "host"],
+  hello: [
+    "rank",
+    "fingerprint",
+    "backend",
+    "device",
+    "pid",
+    "host",
+    "state",
+    "attempt",
+    "missing",
+    "stepSeconds",
+  ],
   welcome: ["rank", "accepted", "reason", "startStep"],
   tensor_chunk: [
     "stream",
     "rank",
+    "attempt",
     "index",
     "count",
     "offset",
@@ -229,6 +303,7 @@ const FIELDS: Record<MessageKind, readonly string[]> = {
     "payload",
   ],
   control: ["command", "reason"],
+  resend: ["rank", "attempt", "chunks"],
 };
 
 const ALLOWED_FIELDS: Record<MessageKind, ReadonlySet<string>> = {
@@ -236,6 +311,7 @@ const ALLOWED_FIELDS: Record<MessageKind, ReadonlySet<string>> = {
   welcome: allowedFields("welcome"),
   tensor_chunk: allowedFields("tensor_chunk"),
   control: allowedFields("control"),
+  resend: allowedFields("resend"),
 };
 
 function allowedFields(kind: MessageKind): ReadonlySet<string> {
@@ -251,6 +327,7 @@ type ParsedMessage =
   | HelloMessage
   | WelcomeMessage
   | ControlMessage
+  | ResendMessage
   | ChunkHeader;
 
 /**
@@ -285,6 +362,7 @@ export function encodeMessage(message: OutgoingMessage): Uint8Array {
   if (message.kind === "tensor_chunk") {
     const payloadBytes = float32ToLittleEndianBytes(message.payload);
     Object.assign(wire, message, {
+      attempt: message.attempt ?? 0,
       crc32: crc32(payloadBytes),
       meta: message.index === 0 ? message.meta ?? {} : message.meta,
       payload: payloadBytes,
@@ -429,6 +507,8 @@ function readMessage(
       return readChunkHeader(reader, { base, workers: expect.workers });
     case "control":
       return readControl(reader, base);
+    case "resend":
+      return readResend(reader, { base, workers: expect.workers });
   }
 }
 
@@ -521,6 +601,32 @@ function readHello(reader: FieldReader, read: KindRead): HelloMessage {
     device: reader.nullableString("device", { maxChars: maxNameChars }),
     pid: reader.integer("pid", { min: 0, max: 2 ** 32 - 1 }),
     host: reader.string("host", { minChars: 1, maxChars: maxNameChars }),
+    state: reader.oneOf("state", WORKER_STATES),
+    attempt: reader.integer("attempt", { min: 0, max: MAX_ATTEMPT }),
+    missing: reader.integerArray("missing", {
+      min: 0,
+      max: WIRE_LIMITS.maxChunks - 1,
+      maxItems: MAX_LISTED_CHUNKS,
+    }),
+    stepSeconds: reader.number("stepSeconds", { min: 0, max: 1e7 }),
+  };
+}
+
+// Attempts are re-plans of one step after ranks dropped out; a run that
+// needs more than this has no live workers left.
+const MAX_ATTEMPT = 1 << 20;
+
+function readResend(reader: FieldReader, read: KindRead): ResendMessage {
+  return {
+    kind: "resend",
+    ...read.base,
+    rank: readWorkerRank(reader, read.workers),
+    attempt: reader.integer("attempt", { min: 0, max: MAX_ATTEMPT }),
+    chunks: reader.integerArray("chunks", {
+      min: 0,
+      max: WIRE_LIMITS.maxChunks - 1,
+      maxItems: MAX_LISTED_CHUNKS,
+    }),
   };
 }
 
@@ -569,6 +675,7 @@ function readChunkHeader(reader: FieldReader, read: KindRead): ChunkHeader {
     })
     : readWorkerRank(reader, read.workers);
   reader.context.rank = rank;
+  const attempt = reader.integer("attempt", { min: 0, max: MAX_ATTEMPT });
 
   const count = reader.integer("count", {
     min: 1,
@@ -603,6 +710,7 @@ function readChunkHeader(reader: FieldReader, read: KindRead): ChunkHeader {
     ...read.base,
     stream,
     rank,
+    attempt,
     index,
     count,
     offset,

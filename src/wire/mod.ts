@@ -19,12 +19,14 @@ export {
   CONTROL_COMMANDS,
   decodeMessage,
   encodeMessage,
+  MAX_LISTED_CHUNKS,
   MESSAGE_KINDS,
   PS_RANK,
   RUN_ID_PATTERN,
   TENSOR_STREAMS,
   WIRE_LIMITS,
   WIRE_VERSION,
+  WORKER_STATES,
 } from "./messages.ts";
 export type {
   ControlCommand,
@@ -35,12 +37,14 @@ export type {
   MessageKind,
   MessageOfKind,
   OutgoingMessage,
+  ResendMessage,
   StepWindow,
   TensorChunkInit,
   TensorChunkMessage,
   TensorStream,
   WelcomeMessage,
   WireMessage,
+  WorkerState,
 } from "./messages.ts";
 
 export {

@@ -3,9 +3,14 @@
  * weights version `v` the parameter server publishes, computes gradients on
  * the batch the PS assigned to its rank and publishes them for step `v`.
  *
- * The worker keeps its last result: when the PS re-sends version `v`
- * (because some chunk was lost), the worker re-sends the same bytes instead
- * of computing again, so a retry never changes a step's result.
+ * Its `hello` doubles as a heartbeat every `train.heartbeatSeconds`,
+ * saying which step and attempt it is at and whether it is waiting for
+ * weights (with the chunks it misses), computing or done, so that the PS
+ * can tell a dead worker from a busy one and re-send what is missing. The
+ * worker keeps its last result: when the PS asks for chunks of it again
+ * (`resend`), it re-sends the same bytes instead of computing again, so a
+ * retry never changes a step's result. A PS that restarts welcomes the
+ * worker again; the worker then follows it back to its checkpoint's step.
  *
  * @module
  */
@@ -13,12 +18,15 @@ import {
   decodeMessage,
   encodeMessage,
   encodeTensorStream,
+  MAX_LISTED_CHUNKS,
   RejectionCounter,
   type RejectionEvent,
+  type ResendMessage,
   StreamAssembler,
   type TensorChunkMessage,
   type WelcomeMessage,
   WireError,
+  type WorkerState,
 } from "../wire/mod.ts";
 import {
   subjects,
@@ -49,8 +57,8 @@ export interface WorkerOptions {
   device?: string | null;
   /** Subject prefix. @default "dptrain" */
   subjectPrefix?: string;
-  /** Seconds between `hello`s until the PS answers. @default 1 */
-  helloIntervalSeconds?: number;
+  /** Seconds between heartbeats. @default train.heartbeatSeconds */
+  heartbeatSeconds?: number;
   /** Give up joining after this long. @default train.stallAbortSeconds */
   joinTimeoutSeconds?: number;
 }
@@ -115,6 +123,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     finish = resolve;
     fail = reject;
   });
+  let settled = false;
+  done.then(() => settled = true, () => settled = true);
   // Without a connection no weights can arrive: end instead of waiting.
   transport.closed.then((cause) =>
     fail(new WorkerDisconnectedError(rank, cause))
@@ -123,13 +133,42 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   let joined = false;
   let steps = 0;
 
-  // Work runs one step at a time, outside the message handlers.
+  // Where this worker stands, for its heartbeats. `version` is the step
+  // and attempt of the newest weights seen; `last` the answered one.
+  let state: WorkerState = "joining";
+  let version = { step: 0, attempt: 0 };
   let assembler: StreamAssembler | null = null;
-  let assemblerStep = -1;
-  let queued: { step: number; data: Float32Array; meta: StepMeta } | null =
-    null;
+  let queued: Job | null = null;
   let wakeWorker: (() => void) | null = null;
-  let last: { step: number; chunks: Uint8Array[] } | null = null;
+  let last: { step: number; attempt: number; chunks: Uint8Array[] } | null =
+    null;
+  let stepSeconds = 0;
+  let lastFromPs = Date.now();
+
+  const heartbeat = () => {
+    if (settled) return;
+    const missing = state === "waiting" && assembler !== null
+      ? assembler.missingChunks(MAX_LISTED_CHUNKS)
+      : [];
+    transport.publish(
+      s.hello(rank),
+      encodeMessage({
+        kind: "hello",
+        run: runId,
+        step: version.step,
+        rank,
+        fingerprint: setup.fingerprint,
+        backend: options.backend,
+        device: options.device ?? null,
+        pid: Deno.pid,
+        host: Deno.hostname(),
+        state,
+        attempt: version.attempt,
+        missing,
+        stepSeconds,
+      }),
+    );
+  };
 
   const onWelcome = (data: Uint8Array, subject: string) => {
     let welcome: WelcomeMessage;
@@ -144,13 +183,31 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       rejections.record(error, { subject });
       return;
     }
-    if (welcome.rank !== rank || joined) return;
+    if (welcome.rank !== rank) return;
+    lastFromPs = Date.now();
     if (!welcome.accepted) {
       fail(new WorkerRefusedError(rank, welcome.reason));
       return;
     }
-    joined = true;
-    log.info(`joined; the run is at step ${welcome.startStep}`);
+    if (!joined) {
+      joined = true;
+      state = "waiting";
+      log.info(`joined; the run is at step ${welcome.startStep}`);
+      return;
+    }
+    if (state === "joining") return;
+
+    // Welcomed again: a restarted PS that does not know us yet. It resumes
+    // from its checkpoint, possibly before steps we already answered.
+    log.warn(
+      `the parameter server welcomed this rank again (it restarted); ` +
+        `continuing from its step ${welcome.startStep}`,
+    );
+    last = null;
+    queued = null;
+    assembler = null;
+    version = { step: welcome.startStep, attempt: 0 };
+    state = "waiting";
   };
 
   const onWeights = (data: Uint8Array, subject: string) => {
@@ -169,6 +226,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
           step: chunk.step,
         });
       }
+      lastFromPs = Date.now();
       onWeightsChunk(chunk);
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
@@ -177,35 +235,66 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   };
 
   const onWeightsChunk = (chunk: TensorChunkMessage) => {
-    // A re-send of the step we answered: answer again with the same bytes.
-    if (last && chunk.step === last.step) {
-      if (chunk.index === 0) publishAll(transport, s.grads, last.chunks);
-      return;
-    }
-    if (last && chunk.step < last.step) return;
-
-    // Only the newest version matters; an older partial one is dropped.
-    if (chunk.step < assemblerStep) return;
-    if (chunk.step > assemblerStep || assembler === null) {
+    // Versions only move forward within one PS's life (a restarted one
+    // welcomes us first), so an older or answered one is a re-send.
+    const order = compareVersion(chunk, version);
+    if (order < 0) return;
+    if (last && compareVersion(chunk, last) <= 0) return;
+    if (order > 0 || assembler === null) {
       assembler = new StreamAssembler({
         stream: "weights",
         step: chunk.step,
+        attempt: chunk.attempt,
         rank: chunk.rank,
         expectedLength: layout.totalSize,
       });
-      assemblerStep = chunk.step;
+      version = { step: chunk.step, attempt: chunk.attempt };
+      queued = null;
+      state = "waiting";
     }
     if (assembler.complete) return;
 
     const whole = assembler.add(chunk);
     if (!whole) return;
-    const meta = decodeStepMeta(whole.meta, {
-      workers,
-      examples: setup.dataset.train.count,
-      perRankBatch,
-    });
-    queued = { step: chunk.step, data: whole.data, meta };
+    let meta: StepMeta;
+    try {
+      meta = decodeStepMeta(whole.meta, {
+        workers,
+        examples: setup.dataset.train.count,
+        perRankBatch,
+      });
+    } catch (error) {
+      // Start over, so that a re-sent stream can still complete.
+      assembler = null;
+      throw error;
+    }
+    queued = { ...version, data: whole.data, meta };
     wakeWorker?.();
+  };
+
+  const onResend = (data: Uint8Array, subject: string) => {
+    let request: ResendMessage;
+    try {
+      request = decodeMessage(data, {
+        run: runId,
+        workers,
+        kinds: ["resend"],
+      });
+    } catch (error) {
+      if (!(error instanceof WireError)) throw error;
+      rejections.record(error, { subject });
+      return;
+    }
+    lastFromPs = Date.now();
+    if (request.rank !== rank || !last) return;
+    if (request.step !== last.step || request.attempt !== last.attempt) return;
+
+    const wanted = request.chunks.length === 0
+      ? last.chunks
+      : request.chunks.filter((i) => i < last!.chunks.length)
+        .map((i) => last!.chunks[i]);
+    log.debug(`re-sending ${wanted.length} gradient chunk(s)`, last.step);
+    publishAll(transport, s.grads(rank), wanted);
   };
 
   const onControl = (data: Uint8Array, subject: string) => {
@@ -229,59 +318,94 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
 
   subscriptions.push(
     transport.subscribe(s.welcome(rank), onWelcome),
+    transport.subscribe(s.resend(rank), onResend),
     transport.subscribe(s.weights, onWeights),
     transport.subscribe(s.control, onControl),
   );
 
-  const loop = async () => {
-    const helloEvery = (options.helloIntervalSeconds ?? 1) * 1000;
+  // Heartbeats from the start: before the welcome they are the join
+  // request, after it they tell the PS where this rank stands.
+  const heartbeatMs = (options.heartbeatSeconds ??
+    config.train.heartbeatSeconds) * 1000;
+  heartbeat();
+  const heartbeatTimer = setInterval(heartbeat, heartbeatMs);
+
+  const watchdog = async () => {
     const joinDeadline = Date.now() +
       (options.joinTimeoutSeconds ?? config.train.stallAbortSeconds) * 1000;
+    // The PS gives up on a step after stallAbortSeconds; waiting twice as
+    // long covers a PS restart from its checkpoint.
+    const silenceLimit = 2 * config.train.stallAbortSeconds * 1000;
+    let warned = Date.now();
 
-    while (!joined) {
-      transport.publish(
-        s.hello,
-        encodeMessage({
-          kind: "hello",
-          run: runId,
-          step: 0,
-          rank,
-          fingerprint: setup.fingerprint,
-          backend: options.backend,
-          device: options.device ?? null,
-          pid: Deno.pid,
-          host: Deno.hostname(),
-        }),
-      );
-      await transport.flush();
-      if (Date.now() > joinDeadline) {
-        throw new Error(`no answer from the parameter server on ${s.hello}`);
-      }
-      await Promise.race([sleep(helloEvery), done.then(() => {}, () => {})]);
+    while (!settled) {
+      await Promise.race([sleep(1000), done.then(noop, noop)]);
       if (settled) return;
+      const now = Date.now();
+      if (!joined && now > joinDeadline) {
+        fail(
+          new Error(
+            `rank ${rank}: no answer from the parameter server on ` +
+              `${s.hello(rank)} within the join timeout`,
+          ),
+        );
+        return;
+      }
+      const silent = now - lastFromPs;
+      if (joined && silent > silenceLimit) {
+        fail(
+          new Error(
+            `rank ${rank}: the parameter server has been silent for ` +
+              `${Math.round(silent / 1000)} s; giving up`,
+          ),
+        );
+        return;
+      }
+      if (
+        joined && silent > config.train.stallWarnSeconds * 1000 &&
+        now - warned > config.train.stallWarnSeconds * 1000
+      ) {
+        warned = now;
+        log.warn(
+          `nothing from the parameter server for ${
+            Math.round(silent / 1000)
+          } s (at step ${version.step}); waiting for it`,
+        );
+      }
     }
+  };
 
+  const loop = async () => {
     while (!settled) {
       if (queued === null) {
         await Promise.race([
           new Promise<void>((resolve) => wakeWorker = resolve),
-          done.then(() => {}, () => {}),
+          done.then(noop, noop),
         ]);
         wakeWorker = null;
         continue;
       }
       const job = queued;
       queued = null;
-      last = { step: job.step, chunks: computeStep(job) };
-      publishAll(transport, s.grads, last.chunks);
+      if (job.meta.indices[rank].length === 0) {
+        // An idle rank this step (fewer examples left than ranks).
+        last = { step: job.step, attempt: job.attempt, chunks: [] };
+        state = "answered";
+        continue;
+      }
+      state = "computing";
+      heartbeat();
+      const chunks = computeStep(job);
+      last = { step: job.step, attempt: job.attempt, chunks };
+      state = "answered";
+      publishAll(transport, s.grads(rank), chunks);
       await transport.flush();
+      heartbeat();
       steps++;
     }
   };
 
-  const computeStep = (
-    job: { step: number; data: Float32Array; meta: StepMeta },
-  ): Uint8Array[] => {
+  const computeStep = (job: Job): Uint8Array[] => {
     const started = performance.now();
     writeFlat(setup.model, layout, job.data);
 
@@ -323,16 +447,17 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       flat.set(job.data.subarray(layout.trainableSize), layout.trainableSize);
     }
 
-    const seconds = (performance.now() - started) / 1000;
+    stepSeconds = (performance.now() - started) / 1000;
     log.debug(
       `${batch.count} examples, loss ${
         (result.lossSum / Math.max(1, batch.count)).toFixed(4)
-      }, ${seconds.toFixed(2)} s`,
+      }, ${stepSeconds.toFixed(2)} s`,
       job.step,
     );
     return encodeTensorStream({
       run: runId,
       step: job.step,
+      attempt: job.attempt,
       stream: "grads",
       rank,
       data: flat,
@@ -346,17 +471,33 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     });
   };
 
-  let settled = false;
-  done.then(() => settled = true, () => settled = true);
-
   try {
-    await Promise.race([loop().then(() => done), done]);
+    await Promise.race([loop().then(() => done), watchdog(), done]);
     return await done;
   } finally {
     settled = true;
+    clearInterval(heartbeatTimer);
     for (const sub of subscriptions) sub.unsubscribe();
   }
 }
+
+/** A complete weights version, ready to compute on. */
+interface Job {
+  step: number;
+  attempt: number;
+  data: Float32Array;
+  meta: StepMeta;
+}
+
+/** Orders (step, attempt) pairs. */
+function compareVersion(
+  a: { step: number; attempt: number },
+  b: { step: number; attempt: number },
+): number {
+  return a.step !== b.step ? a.step - b.step : a.attempt - b.attempt;
+}
+
+function noop(): void {}
 
 function publishAll(
   transport: Transport,
