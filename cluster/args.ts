@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import type { ConfigOverrides } from "../src/config.ts";
+import type { NatsAccessSources } from "../src/transport/nats_auth.ts";
 
 /** The parsed command line. */
 export interface CommandLine {
@@ -22,6 +23,13 @@ export interface CommandLine {
   resume: string | null;
   /** Debug-level logs. */
   verbose: boolean;
+  /**
+   * Where `ps` and `worker` find their NATS credentials and TLS files;
+   * secrets no flag names come from `DPTRAIN_NATS_*` variables.
+   */
+  natsAccess: NatsAccessSources;
+  /** `cluster`/`demo`: run the local nats-server without authorization. */
+  noAuth: boolean;
 }
 
 /** A flag that is unknown or has a bad value. */
@@ -53,6 +61,16 @@ const OPTIONS = {
   gpus: { type: "string" },
   resume: { type: "string" },
   verbose: { type: "boolean", short: "v" },
+  "nats-user": { type: "string" },
+  "nats-password-file": { type: "string" },
+  "nats-token-file": { type: "string" },
+  "nats-nkey-file": { type: "string" },
+  "nats-creds-file": { type: "string" },
+  "nats-tls": { type: "boolean" },
+  "nats-tls-ca": { type: "string" },
+  "nats-tls-cert": { type: "string" },
+  "nats-tls-key": { type: "string" },
+  "no-auth": { type: "boolean" },
 } as const;
 
 function toNumber(flag: string, value: string | undefined): number | undefined {
@@ -108,7 +126,37 @@ export function parseCommandLine(args: string[]): CommandLine {
     gpus,
     resume: values.resume ?? null,
     verbose: values.verbose ?? false,
+    natsAccess: natsAccessSources(values),
+    noAuth: values["no-auth"] ?? false,
   };
+}
+
+function natsAccessSources(
+  values: Partial<Record<keyof typeof OPTIONS, string | boolean>>,
+): NatsAccessSources {
+  const pick = (flag: keyof typeof OPTIONS) => {
+    const value = values[flag];
+    return typeof value === "string" ? value : undefined;
+  };
+  const sources = {
+    user: pick("nats-user"),
+    passwordFile: pick("nats-password-file"),
+    tokenFile: pick("nats-token-file"),
+    nkeyFile: pick("nats-nkey-file"),
+    credsFile: pick("nats-creds-file"),
+    tls: values["nats-tls"] === true ? true : undefined,
+    tlsCaFile: pick("nats-tls-ca"),
+    tlsCertFile: pick("nats-tls-cert"),
+    tlsKeyFile: pick("nats-tls-key"),
+  };
+  return Object.fromEntries(
+    Object.entries(sources).filter(([, value]) => value !== undefined),
+  ) as NatsAccessSources;
+}
+
+/** Whether `sources` names any NATS credential or TLS setting. */
+export function hasNatsAccessFlags(sources: NatsAccessSources): boolean {
+  return Object.keys(sources).length > 0;
 }
 
 /** Flags every command takes, for `--help`. */
@@ -130,3 +178,19 @@ export const COMMON_FLAGS =
   --run-id ID          run id (subject prefix on NATS)   [generated]
   -v, --verbose        debug logs (also DPTRAIN_LOG=debug)
   -h, --help           this help`;
+
+/** NATS access flags of `ps` and `worker`, for `--help`. */
+export const NATS_ACCESS_FLAGS =
+  `NATS access (ps, worker; secrets from files or the environment, never
+flags, which other users see in ps):
+  --nats-user NAME           user name       [env DPTRAIN_NATS_USER]
+  --nats-password-file FILE  its password    [env DPTRAIN_NATS_PASSWORD]
+  --nats-token-file FILE     a token         [env DPTRAIN_NATS_TOKEN]
+  --nats-nkey-file FILE      an NKey user seed (SU...)
+                                             [env DPTRAIN_NATS_NKEY_SEED]
+  --nats-creds-file FILE     a creds file (user JWT + seed, from nsc)
+  --nats-tls                 refuse a server without TLS
+  --nats-tls-ca FILE         CA (PEM) of the server's certificate
+  --nats-tls-cert FILE       client certificate (PEM), with --nats-tls-key
+  --nats-tls-key FILE        its private key (PEM)
+See docs/security.md.`;

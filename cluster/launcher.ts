@@ -2,14 +2,38 @@
  * Starts a job on this machine: a nats-server on a free loopback port, the
  * parameter server and N workers as child processes of this one. Children
  * inherit stdout/stderr, so their tagged log lines interleave in one
- * terminal. Ctrl-C, a failing child or the end of the run tears everything
- * down: workers, PS, then the server.
+ * terminal.
+ *
+ * Access: unless `noAuth`, the server admits only this run's users, with
+ * fresh random passwords (see `generateRunCredentials`): the PS may use
+ * every subject of the run, worker r only its own. Each child gets its
+ * login in `DPTRAIN_NATS_USER` and `DPTRAIN_NATS_PASSWORD`, never on its
+ * command line; the server reads them from a 0600 file that is removed as
+ * soon as it listens.
+ *
+ * Lifetime (see supervisor.ts): the run ends when the PS exits, with its
+ * code; a worker that dies is logged and the run goes on; Ctrl-C or
+ * SIGTERM stops everything. Children exit on their own when this process
+ * dies, even by SIGKILL: each reads a pipe on its stdin that closes with
+ * this process (launcher_pipe.ts), and on Linux the server gets a
+ * parent-death signal.
  *
  * @module
  */
-import { startNatsServer } from "../src/transport/mod.ts";
+import {
+  DEFAULT_SUBJECT_PREFIX,
+  generateRunCredentials,
+  NATS_ACCESS_ENV,
+  runAuthorization,
+  type RunCredentials,
+  type RunUser,
+  startNatsServer,
+  subjects,
+} from "../src/transport/mod.ts";
 import { deviceEnvForGpu } from "../src/backend/mod.ts";
 import type { Logger } from "../src/log.ts";
+import { LAUNCHER_PIPE_ENV } from "./launcher_pipe.ts";
+import { type SupervisedWorker, superviseRun } from "./supervisor.ts";
 
 /** Options of {@linkcode launchLocalCluster}. */
 export interface LaunchOptions {
@@ -24,16 +48,41 @@ export interface LaunchOptions {
   gpus: string[] | null;
   resume: string | null;
   verbose: boolean;
+  /**
+   * Run nats-server without authorization: any process that can reach
+   * its loopback port may join the run or disrupt it. For debugging.
+   */
+  noAuth: boolean;
   log: Logger;
 }
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 
-function spawnRole(args: string[], env: Record<string, string> = {}) {
+// Variables of this process that must not reach a child: a login the user
+// exported for `ps`/`worker` would clash with the one given here.
+const NATS_ENV_NAMES: readonly string[] = Object.values(NATS_ACCESS_ENV);
+
+function spawnRole(
+  args: string[],
+  options: { env: Record<string, string>; login: RunUser | undefined },
+): Deno.ChildProcess {
+  const inherited = Object.entries(Deno.env.toObject()).filter(
+    ([name]) => !NATS_ENV_NAMES.includes(name),
+  );
+  const login: Record<string, string> = options.login === undefined ? {} : {
+    [NATS_ACCESS_ENV.user]: options.login.user,
+    [NATS_ACCESS_ENV.password]: options.login.password,
+  };
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--unstable-webgpu", MAIN, ...args],
-    env,
-    stdin: "null",
+    clearEnv: true,
+    env: {
+      ...Object.fromEntries(inherited),
+      ...options.env,
+      ...login,
+      [LAUNCHER_PIPE_ENV]: "1",
+    },
+    stdin: "piped",
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
@@ -44,8 +93,28 @@ export async function launchLocalCluster(
   options: LaunchOptions,
 ): Promise<number> {
   const { runId, configPath, workers, log } = options;
-  const server = await startNatsServer();
-  log.info(`nats-server pid ${server.pid} listening on ${server.url}`);
+  const credentials = options.noAuth
+    ? undefined
+    : generateRunCredentials(runId, { workers });
+  const server = await startNatsServer({
+    exitWithParent: true,
+    ...(credentials === undefined ? {} : {
+      authorization: runAuthorization(
+        credentials,
+        subjects(DEFAULT_SUBJECT_PREFIX, runId),
+      ),
+    }),
+  });
+  log.info(
+    `nats-server pid ${server.pid} listening on ${server.url}, ` +
+      (credentials === undefined
+        ? "without authorization (--no-auth): any local process may join " +
+          "or disrupt the run"
+        : `admitting only this run's PS and ${workers} worker user(s)`),
+  );
+  if (!server.exitsWithParent) {
+    log.debug("no setpriv on PATH: nats-server outlives a SIGKILLed launcher");
+  }
 
   const common = [
     "--config",
@@ -58,94 +127,83 @@ export async function launchLocalCluster(
     options.backend,
     ...(options.verbose ? ["--verbose"] : []),
   ];
-  const children: { name: string; process: Deno.ChildProcess }[] = [];
-  let stopping = false;
-
-  const stopAll = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info(`stopping the cluster: ${why}`);
-    for (const c of children) {
-      try {
-        c.process.kill("SIGTERM");
-      } catch {
-        // Already exited: nothing to stop.
-      }
-    }
-    const killTimer = setTimeout(() => {
-      for (const c of children) {
-        try {
-          c.process.kill("SIGKILL");
-        } catch {
-          // Already exited.
-        }
-      }
-    }, 10_000);
-    await Promise.allSettled(children.map((c) => c.process.status));
-    clearTimeout(killTimer);
-  };
-
-  const onSignal = () => void stopAll("interrupted by a signal");
+  const children: Deno.ChildProcess[] = [];
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
   try {
-    const ps = spawnRole([
-      "ps",
-      ...common,
-      "--out",
-      options.outDir,
-      ...(options.resume ? ["--resume", options.resume] : []),
-    ]);
-    children.push({ name: "ps", process: ps });
-
-    for (let rank = 0; rank < workers; rank++) {
-      const gpu = options.gpus?.[rank];
-      const env = gpu === undefined
-        ? {}
-        : deviceEnvForGpu(options.backend as "tensorflow", gpu);
-      if (gpu !== undefined) {
-        log.info(`worker ${rank} gets GPU ${gpu} (${JSON.stringify(env)})`);
-      }
-      const worker = spawnRole([
-        "worker",
-        ...common,
-        "--rank",
-        String(rank),
-        ...(gpu === undefined ? [] : ["--gpus", gpu]),
-      ], env);
-      children.push({ name: `worker ${rank}`, process: worker });
-    }
-
-    // The run ends when the PS ends; a worker dying first ends it too.
-    const exits = children.map((c) =>
-      c.process.status.then((status) => ({ name: c.name, status }))
-    );
-    const first = await Promise.race(exits);
-    if (first.name !== "ps" && !first.status.success && !stopping) {
-      log.error(
-        `${first.name} exited with code ${first.status.code}; ` +
-          "stopping the run; the PS's last checkpoint (written at each " +
-          "epoch end and every train.checkpointEverySteps) is in " +
-          `${options.outDir}/checkpoint.msgpack if one was written yet`,
-      );
-      await stopAll(`${first.name} failed`);
-      return first.status.code || 1;
-    }
-
-    const psStatus = await ps.status;
-    const grace = setTimeout(
-      () => void stopAll("workers still running after the PS ended"),
-      15_000,
-    );
-    await Promise.allSettled(children.map((c) => c.process.status));
-    clearTimeout(grace);
-    return psStatus.code;
+    const { ps, workers: workerProcesses } = spawnChildren(children, {
+      ...options,
+      common,
+      credentials,
+    });
+    return await superviseRun({
+      ps,
+      workers: workerProcesses,
+      log,
+      signal: interrupt.signal,
+    });
+  } catch (error) {
+    // Spawning failed part way: stop the children already started.
+    children.forEach((child) => kill(child, "SIGTERM"));
+    throw error;
   } finally {
-    await stopAll("run finished");
+    await Promise.allSettled(children.map((child) => child.status));
+    await Promise.allSettled(children.map((child) => child.stdin.close()));
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
     await server.stop();
     log.info("nats-server stopped");
+  }
+}
+
+/** Starts the PS and the workers, adding each to `children` at once. */
+function spawnChildren(
+  children: Deno.ChildProcess[],
+  options: LaunchOptions & {
+    common: string[];
+    credentials: RunCredentials | undefined;
+  },
+): { ps: Deno.ChildProcess; workers: SupervisedWorker[] } {
+  const { common, credentials, log } = options;
+  const ps = spawnRole([
+    "ps",
+    ...common,
+    "--out",
+    options.outDir,
+    ...(options.resume ? ["--resume", options.resume] : []),
+  ], { env: {}, login: credentials?.ps });
+  children.push(ps);
+
+  const workers: SupervisedWorker[] = [];
+  for (let rank = 0; rank < options.workers; rank++) {
+    const gpu = options.gpus?.[rank];
+    const env = gpu === undefined
+      ? {}
+      : deviceEnvForGpu(options.backend as "tensorflow", gpu);
+    if (gpu !== undefined) {
+      log.info(`worker ${rank} gets GPU ${gpu} (${JSON.stringify(env)})`);
+    }
+    const process = spawnRole([
+      "worker",
+      ...common,
+      "--rank",
+      String(rank),
+      ...(gpu === undefined ? [] : ["--gpus", gpu]),
+    ], { env, login: credentials?.workers[rank] });
+    children.push(process);
+    workers.push({ rank, process });
+  }
+  return { ps, workers };
+}
+
+function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
+  try {
+    child.kill(signal);
+  } catch (error) {
+    // A child that has already exited cannot be signalled.
+    if (!(error instanceof TypeError)) throw error;
   }
 }

@@ -18,7 +18,13 @@ import {
 } from "../src/config.ts";
 import { createLogger, type Logger } from "../src/log.ts";
 import { formatImageFolderEvent, loadImageFolder } from "../src/data/mod.ts";
-import { connectNats } from "../src/transport/mod.ts";
+import {
+  connectNats,
+  describeNatsAccess,
+  loadNatsAccess,
+  type NatsAccess,
+  NatsAccessError,
+} from "../src/transport/mod.ts";
 import { type BackendChoice, selectBackend } from "../src/backend/mod.ts";
 import { readCheckpoint } from "../src/train/checkpoint.ts";
 import { runPsRole, runWorkerRole } from "../src/train/run_job.ts";
@@ -26,10 +32,14 @@ import { writeFileAtomic } from "../src/train/atomic_file.ts";
 import {
   type CommandLine,
   COMMON_FLAGS,
+  hasNatsAccessFlags,
+  NATS_ACCESS_FLAGS,
   parseCommandLine,
   UsageError,
 } from "./args.ts";
 import { launchLocalCluster } from "./launcher.ts";
+import { LAUNCHER_PIPE_ENV, watchLauncherPipe } from "./launcher_pipe.ts";
+import { writeNatsUsers } from "./nats_users.ts";
 
 const USAGE: Record<string, string> = {
   demo: `deno task demo [flags]
@@ -43,7 +53,9 @@ model (tfjs LayersModel format) under --out.`,
   cluster: `deno task cluster [flags] [--gpus 0,1,...] [--resume CHECKPOINT]
 
 Starts nats-server, the parameter server and --workers workers on this
-machine for any config. --gpus starts one worker per listed device.`,
+machine for any config. --gpus starts one worker per listed device.
+nats-server admits only this run's PS and workers, each with a fresh
+password and only its own subjects; --no-auth turns that off (debugging).`,
   ps: `deno task ps --nats URL --run-id ID [flags] [--resume CHECKPOINT]
 
 Runs the parameter server of a job against an existing NATS server. Start
@@ -52,15 +64,29 @@ the workers (deno task worker) with the same config, flags and run id.`,
 
 Runs worker R of a job against an existing NATS server. The parameter
 server refuses a worker whose config differs from its own.`,
+  "nats-users":
+    `deno run -A cluster/main.ts nats-users --run-id ID --workers N --out DIR
+
+Writes NATS logins for a job that spans machines: DIR/nats-users.conf, an
+authorization block for the server's config (include it), and one password
+file per role (DIR/ps.password, DIR/worker-R.password), all mode 0600. Each
+worker's user may publish only its own hello and grads subjects. Prints the
+flags each role then needs. See docs/security.md.`,
 };
 
 function usage(command: string): string {
-  return `${
-    USAGE[command]
-  }\n\n${COMMON_FLAGS}\n  --nats URL           NATS server (ps, worker)\n` +
+  if (command === "nats-users") return USAGE[command]!;
+  const text =
+    `${
+      USAGE[command]
+    }\n\n${COMMON_FLAGS}\n  --nats URL           NATS server (ps, worker)\n` +
     `  --rank R             worker rank (worker)\n` +
     `  --gpus LIST          one worker per device id (cluster)\n` +
-    `  --resume FILE        continue from a checkpoint.msgpack (ps, cluster)`;
+    `  --resume FILE        continue from a checkpoint.msgpack (ps, cluster)\n` +
+    `  --no-auth            nats-server without authorization (cluster)`;
+  return command === "ps" || command === "worker"
+    ? `${text}\n\n${NATS_ACCESS_FLAGS}`
+    : text;
 }
 
 function newRunId(): string {
@@ -98,6 +124,12 @@ async function chooseBackend(config: JobConfig, log: Logger, gpu?: string) {
 }
 
 async function runCluster(command: string, cli: CommandLine): Promise<number> {
+  if (hasNatsAccessFlags(cli.natsAccess)) {
+    throw new UsageError(
+      `${command} starts its own nats-server with per-run logins; the ` +
+        "--nats-* access flags are for ps and worker",
+    );
+  }
   const config = await resolveConfig(cli);
   const runId = cli.runId ?? newRunId();
   const outDir = config.train.out ?? `runs/${runId}`;
@@ -149,6 +181,7 @@ async function runCluster(command: string, cli: CommandLine): Promise<number> {
     gpus,
     resume: cli.resume,
     verbose: cli.verbose,
+    noAuth: cli.noAuth,
     log,
   });
   if (code === 0) await printReport(outDir, log);
@@ -181,12 +214,16 @@ async function runPs(cli: CommandLine): Promise<number> {
     level: cli.verbose ? "debug" : undefined,
   });
 
+  followLauncher(log);
+  const access = await roleAccess(cli, "ps", log);
+
   const backend = await chooseBackend(config, log);
   const resume = cli.resume ? await readCheckpoint(cli.resume) : undefined;
   if (resume) log.info(`resuming from ${cli.resume} at step ${resume.step}`);
   const transport = await connectNats({
     url,
     name: `dptrain-${runId}-ps`,
+    access,
     log: (e) => log[e.level](e.message),
   });
 
@@ -215,10 +252,14 @@ async function runWorkerCommand(cli: CommandLine): Promise<number> {
     level: cli.verbose ? "debug" : undefined,
   });
 
+  followLauncher(log);
+  const access = await roleAccess(cli, "worker", log);
+
   const backend = await chooseBackend(config, log, cli.gpus?.[0]);
   const transport = await connectNats({
     url,
     name: `dptrain-${runId}-worker-${rank}`,
+    access,
     log: (e) => log[e.level](e.message),
   });
 
@@ -239,12 +280,63 @@ async function runWorkerCommand(cli: CommandLine): Promise<number> {
   }
 }
 
+/** Exits when the launcher that started this process is gone, if one did. */
+function followLauncher(log: Logger): void {
+  if (Deno.env.get(LAUNCHER_PIPE_ENV) !== "1") return;
+  watchLauncherPipe((why) => {
+    log.error(`the launcher is gone (${why}); exiting`);
+    Deno.exit(1);
+  });
+}
+
+/** The NATS access of `ps` or `worker`, from flags and `DPTRAIN_NATS_*`. */
+async function roleAccess(
+  cli: CommandLine,
+  command: string,
+  log: Logger,
+): Promise<NatsAccess> {
+  if (cli.noAuth) {
+    throw new UsageError(
+      `--no-auth is for cluster and demo; ${command} uses the access the ` +
+        "server asks for",
+    );
+  }
+  const access = await loadNatsAccess(cli.natsAccess, {
+    warn: (message) => log.warn(message),
+  });
+  log.info(`nats access: ${describeNatsAccess(access)}`);
+  return access;
+}
+
+async function runNatsUsers(cli: CommandLine): Promise<number> {
+  const runId = requireFlag(cli.runId, "--run-id ID", "nats-users");
+  const workers = requireFlag(
+    cli.overrides.workers ?? null,
+    "--workers N",
+    "nats-users",
+  );
+  const outDir = requireFlag(
+    cli.overrides.out ?? null,
+    "--out DIR",
+    "nats-users",
+  );
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new UsageError(
+      `nats-users: --workers must be a positive integer, received ${workers}`,
+    );
+  }
+  const written = await writeNatsUsers({ runId, workers, outDir });
+  console.log(written.instructions);
+  return 0;
+}
+
 /** Runs one command; returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   if (!command || !(command in USAGE) || command === "--help") {
     console.log(
-      `usage: deno task demo | cluster | ps | worker [flags]; ` +
+      `usage: deno task demo | cluster | ps | worker [flags], or ` +
+        `cluster/main.ts nats-users; ` +
         `add --help to any for details`,
     );
     return command === "--help" || command === "-h" ? 0 : 2;
@@ -271,6 +363,8 @@ export async function main(args: string[]): Promise<number> {
         return await runCluster(command, cli);
       case "ps":
         return await runPs(cli);
+      case "nats-users":
+        return await runNatsUsers(cli);
       default:
         return await runWorkerCommand(cli);
     }
@@ -280,7 +374,9 @@ export async function main(args: string[]): Promise<number> {
     if (Deno.env.get("DPTRAIN_LOG") === "debug" && e.stack) {
       console.error(e.stack);
     }
-    return error instanceof UsageError ? 2 : 1;
+    const usage = error instanceof UsageError ||
+      error instanceof NatsAccessError;
+    return usage ? 2 : 1;
   }
 }
 

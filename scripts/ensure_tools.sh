@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what dptrain needs and the machine lacks: deno (through npm,
-# pinned), nats-server (through apt) and the pinned npm packages. Safe to run
-# again: it only installs what is missing or at the wrong version.
+# pinned), nats-server, openssl and iproute2 (through apt) and the pinned npm
+# packages. Safe to run again: it only installs what is missing or at the wrong
+# version.
 #
 # DPTRAIN_WITH_VULKAN=1 also installs Mesa's software Vulkan driver, so that
 # the WebGPU tests run on machines without a GPU (CI sets it).
@@ -21,6 +22,10 @@ fi
 
 packages=""
 command -v nats-server >/dev/null 2>&1 || packages="nats-server"
+# openssl makes the throwaway CA of the TLS tests; iproute2's `ip netns`
+# builds the several-hosts network of the partition test.
+command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
+command -v ip >/dev/null 2>&1 || packages="$packages iproute2"
 if [ "${DPTRAIN_WITH_VULKAN:-0}" = "1" ] &&
   ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
   packages="$packages mesa-vulkan-drivers"

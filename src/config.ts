@@ -76,6 +76,12 @@ export interface TrainConfig {
   /** Write a checkpoint every this many steps (and at each epoch end). */
   checkpointEverySteps: number;
   /**
+   * Decay of an exponential moving average of the weights, updated after
+   * every step; validation, the summary and the saved model use the
+   * average. 0 turns it off.
+   */
+  emaDecay: number;
+  /**
    * What a failed checkpoint write does: `stop` ends the run (the previous
    * checkpoint stays intact), `continue` logs the error and trains on.
    */
@@ -143,6 +149,7 @@ export const DEFAULTS: Readonly<Omit<JobConfig, "optimizer">> = Object.freeze({
     stallWarnSeconds: 30,
     stallAbortSeconds: 300,
     checkpointEverySteps: 0,
+    emaDecay: 0,
     onCheckpointError: "stop",
     heartbeatSeconds: 1,
     heartbeatTimeoutSeconds: 20,
@@ -322,6 +329,9 @@ function checkJob(job: JobConfig, file: string | null): void {
     Number.MAX_SAFE_INTEGER,
     file,
   );
+  if (train.emaDecay !== 0) {
+    checkNumber("train.emaDecay", train.emaDecay, 0.5, 0.99999, file);
+  }
   checkOneOf(
     "train.onCheckpointError",
     train.onCheckpointError,

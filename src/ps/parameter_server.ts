@@ -54,6 +54,7 @@ import {
 import { Membership } from "./membership.ts";
 import { encodeStepMeta } from "../protocol/step_meta.ts";
 import { float32Sha256 } from "./weights_hash.ts";
+import { WeightAverage } from "./weight_average.ts";
 
 /** A progress line at most this often within an epoch. */
 const PROGRESS_EVERY_MS = 15_000;
@@ -122,6 +123,16 @@ export async function runParameterServer(
     state: resume?.plan ?? planStateAt(resume?.step ?? 0, setup),
   });
 
+  // Validation and the saved model use the average when there is one.
+  const ema = train.emaDecay > 0
+    ? new WeightAverage(
+      train.emaDecay,
+      weights,
+      resume?.ema === undefined ? undefined : resume.ema,
+    )
+    : null;
+  const finalWeights = () => ema?.average ?? weights;
+
   // `step` counts the weights versions published: steps done so far.
   let step = resume?.step ?? 0;
   // Losing ranks makes epochs take more steps: only an explicit maxSteps
@@ -183,6 +194,7 @@ export async function runParameterServer(
       wallSeconds: wall(),
       plan: planAtStepStart,
       live: membership.live(),
+      ...(ema ? { ema: { average: ema.average, updates: ema.updates } } : {}),
     });
   };
   const guardedCheckpoint = async () => {
@@ -335,6 +347,7 @@ export async function runParameterServer(
         }
       }
       if (!applied) skippedSteps++;
+      if (applied) ema?.update(weights);
 
       const seconds = (performance.now() - stepStarted) / 1000;
       imagesSeen += sum.count;
@@ -367,7 +380,9 @@ export async function runParameterServer(
         lastProgress = performance.now();
         const n = Math.max(1, epochTotals.count);
         log.info(
-          `step ${step}/${totalSteps} (epoch ${epoch + 1}, ` +
+          `step ${step} of ~${totalSteps} (epoch ${
+            epoch + 1
+          }/${train.epochs}, ` +
             `${epochTotals.count}/${setup.dataset.train.count} examples): ` +
             `loss ${(epochTotals.lossSum / n).toFixed(4)} acc ` +
             `${(epochTotals.correct / n).toFixed(3)} ` +
@@ -384,7 +399,7 @@ export async function runParameterServer(
       if (epochEnd || last) {
         const evaluated = options.evaluateEachEpoch === false && !last
           ? null
-          : evaluateWeights(setup, weights, options.inputScaling);
+          : evaluateWeights(setup, finalWeights(), options.inputScaling);
         if (evaluated) evaluation = evaluated;
         await metrics.append({
           type: "epoch",
@@ -463,11 +478,14 @@ export async function runParameterServer(
   }
 
   return {
-    weights,
-    weightsSha256: await float32Sha256(weights),
+    weights: finalWeights(),
+    weightsSha256: await float32Sha256(finalWeights()),
     steps: step,
     skippedSteps,
-    epochs: plan.epoch,
+    // Whole epochs plus the share of the current one, in steps of a run
+    // with every rank (2 of 4 steps: 0.5).
+    epochs: plan.epoch + examplesDone(plan.state()) /
+        (workers * perRankBatch) / stepsPerEpoch,
     evaluation,
     members: membership.members.map((m) => ({
       rank: m.rank,
@@ -527,6 +545,10 @@ async function stopWorkers(args: {
     transport.publish(args.control, args.message);
     await transport.flush();
   }
+}
+
+function examplesDone(state: EpochPlanState): number {
+  return state.cursor - state.requeued.length;
 }
 
 function nonZero(counts: Record<string, number>): Record<string, number> {

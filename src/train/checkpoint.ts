@@ -67,6 +67,8 @@ export interface Checkpoint {
   plan?: { epoch: number; cursor: number; requeued: number[] };
   /** Ranks live when it was written; a resumed PS waits for them. */
   live?: number[];
+  /** The moving average of the weights, with `train.emaDecay`. */
+  ema?: { average: Float32Array; updates: number };
 }
 
 /** A checkpoint that cannot be read or does not fit the job. */
@@ -332,10 +334,54 @@ function decodeData(
     throw new CheckpointError(path, "field layout is not a list");
   }
 
+  checkOptionalFields(path, raw);
+
   // Copy so the weights never alias the decoder's buffer at an odd offset.
   const weights = new Float32Array(raw.weights);
   const { format: _format, version: _version, ...fields } = raw;
-  return { ...(fields as unknown as Checkpoint), weights };
+  const checkpoint = { ...(fields as unknown as Checkpoint), weights };
+  if (checkpoint.ema) {
+    checkpoint.ema = {
+      average: new Float32Array(checkpoint.ema.average),
+      updates: checkpoint.ema.updates,
+    };
+  }
+  return checkpoint;
+}
+
+/** The fields older checkpoints lack: absent, or well formed. */
+function checkOptionalFields(path: string, raw: Record<string, unknown>) {
+  const isIntList = (v: unknown) =>
+    Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0);
+  const plan = raw.plan as Record<string, unknown> | undefined;
+  if (
+    plan !== undefined &&
+    !(typeof plan === "object" && plan !== null &&
+      Number.isInteger(plan.epoch) && Number.isInteger(plan.cursor) &&
+      isIntList(plan.requeued))
+  ) {
+    throw new CheckpointError(
+      path,
+      "field plan is not {epoch, cursor, requeued}",
+    );
+  }
+  if (raw.live !== undefined && !isIntList(raw.live)) {
+    throw new CheckpointError(path, "field live is not a list of ranks");
+  }
+  const ema = raw.ema as Record<string, unknown> | undefined;
+  if (
+    ema !== undefined &&
+    !(typeof ema === "object" && ema !== null &&
+      ema.average instanceof Float32Array &&
+      ema.average.length === (raw.weights as Float32Array).length &&
+      Number.isInteger(ema.updates))
+  ) {
+    throw new CheckpointError(
+      path,
+      "field ema is not {average: float32 data as long as the weights, " +
+        "updates}",
+    );
+  }
 }
 
 /**

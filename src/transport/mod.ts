@@ -46,3 +46,38 @@ export {
   startNatsServer,
 } from "./nats_server.ts";
 export type { NatsServer, NatsServerOptions } from "./nats_server.ts";
+
+export { renderNatsServerConfig } from "./nats_server_config.ts";
+export type {
+  NatsNkeyUser,
+  NatsPasswordUser,
+  NatsPermissions,
+  NatsServerAuthorization,
+  NatsServerConfig,
+  NatsServerOperator,
+  NatsServerTls,
+  NatsServerUser,
+} from "./nats_server_config.ts";
+
+export {
+  describeNatsAccess,
+  loadNatsAccess,
+  NATS_ACCESS_ENV,
+  NatsAccessError,
+  natsConnectOptions,
+} from "./nats_auth.ts";
+export type {
+  LoadNatsAccessOptions,
+  NatsAccess,
+  NatsAccessSources,
+  NatsAuth,
+  NatsTls,
+} from "./nats_auth.ts";
+
+export {
+  generateRunCredentials,
+  psPermissions,
+  runAuthorization,
+  workerPermissions,
+} from "./nats_run_credentials.ts";
+export type { RunCredentials, RunUser } from "./nats_run_credentials.ts";

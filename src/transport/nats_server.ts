@@ -6,6 +6,12 @@
  */
 
 import { join } from "node:path";
+import {
+  type NatsServerAuthorization,
+  type NatsServerOperator,
+  type NatsServerTls,
+  renderNatsServerConfig,
+} from "./nats_server_config.ts";
 
 /** Defaults of {@linkcode NatsServerOptions}. */
 export const NATS_SERVER_DEFAULTS = {
@@ -42,6 +48,28 @@ export interface NatsServerOptions {
    * @default NATS_SERVER_DEFAULTS.startTimeoutMs
    */
   startTimeoutMs?: number;
+  /**
+   * Who may connect and what each user may publish and subscribe to.
+   * @default none: any client may connect and do anything
+   */
+  authorization?: NatsServerAuthorization;
+  /** TLS on the client port; plain TCP is then refused. @default none */
+  tls?: NatsServerTls;
+  /**
+   * Operator mode: users log in with creds files (JWT and seed) that an
+   * account of this operator signed. Excludes `authorization`.
+   * @default none
+   */
+  operator?: NatsServerOperator;
+  /**
+   * Whether the server should die with this process, even when this
+   * process is killed with SIGKILL and cannot stop it. Linux only: the
+   * server is started through `setpriv --pdeathsig TERM` when `setpriv`
+   * is on PATH, and without it otherwise (`NatsServer.exitsWithParent`
+   * tells which).
+   * @default false
+   */
+  exitWithParent?: boolean;
 }
 
 /** A running server. */
@@ -52,6 +80,13 @@ export interface NatsServer {
   readonly port: number;
   /** The server's process id. */
   readonly pid: number;
+  /**
+   * The server's private folder (mode 0700): its ports file, and its
+   * config file until the server listens. Removed by `stop()`.
+   */
+  readonly dir: string;
+  /** Whether the server dies with this process (`exitWithParent`). */
+  readonly exitsWithParent: boolean;
   /** Stops the server (SIGTERM, then SIGKILL) and removes its files. */
   stop(): Promise<void>;
 }
@@ -79,11 +114,19 @@ export class NatsServerError extends Error {
 /**
  * Spawns `nats-server` on `host` with port -1 (the kernel picks a free
  * one) unless told otherwise, and reads the real port from the server's
- * ports file, polling until
- * `startTimeoutMs` while watching for an early exit.
+ * ports file, polling until `startTimeoutMs` while watching for an early
+ * exit.
+ *
+ * Options that need a config file (`maxPayloadBytes`, `authorization`,
+ * `tls`, `operator`) go to one written with mode 0600 in the server's
+ * private 0700 folder; it is removed as soon as the server listens (the
+ * server reads it once, at start), so passwords lie on disk for well under
+ * a second.
  *
  * @throws {NatsServerError} When the binary is missing, exits early or
  *   writes no ports file in time; the message includes its stderr.
+ * @throws {RangeError} For an option that cannot be written to the
+ *   config file, naming it.
  *
  * @example
  * ```ts ignore
@@ -104,6 +147,10 @@ export async function startNatsServer(
     host = NATS_SERVER_DEFAULTS.host,
     port = -1,
     startTimeoutMs = NATS_SERVER_DEFAULTS.startTimeoutMs,
+    authorization,
+    tls,
+    operator,
+    exitWithParent = false,
   } = options;
 
   if (
@@ -115,6 +162,12 @@ export async function startNatsServer(
         `integer, received ${maxPayloadBytes}`,
     );
   }
+  const configText = renderNatsServerConfig({
+    maxPayloadBytes,
+    authorization,
+    tls,
+    operator,
+  });
   if (binaryPath === undefined) {
     throw new NatsServerError(
       "Cannot start nats-server: no nats-server on PATH " +
@@ -133,16 +186,26 @@ export async function startNatsServer(
     "--ports_file_dir",
     dir,
   ];
-  if (maxPayloadBytes !== undefined) {
-    const configPath = join(dir, "nats.conf");
-    await Deno.writeTextFile(configPath, `max_payload: ${maxPayloadBytes}\n`);
+  let configPath: string | undefined;
+  if (configText !== undefined) {
+    configPath = join(dir, "nats.conf");
+    // createNew: the mode applies only to a file this call creates.
+    await Deno.writeTextFile(configPath, configText, {
+      mode: 0o600,
+      createNew: true,
+    });
     args.push("--config", configPath);
   }
 
+  const setpriv = exitWithParent && Deno.build.os === "linux"
+    ? findOnPath("setpriv")
+    : undefined;
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(binaryPath, {
-      args,
+    // setpriv sets the parent-death signal and then execs the server, so
+    // the pid stays the server's.
+    child = new Deno.Command(setpriv ?? binaryPath, {
+      args: setpriv ? ["--pdeathsig", "TERM", binaryPath, ...args] : args,
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -158,10 +221,13 @@ export async function startNatsServer(
   const server = new RunningServer({ child, dir });
   try {
     const url = await server.waitForPortsFile(startTimeoutMs);
+    if (configPath !== undefined) await Deno.remove(configPath);
     return {
       url,
       port: Number(new URL(url).port),
       pid: child.pid,
+      dir,
+      exitsWithParent: setpriv !== undefined,
       stop: () => server.stop(),
     };
   } catch (error) {

@@ -8,6 +8,13 @@
 import { connect, type NatsConnection, type Status } from "nats";
 import { checkSubject } from "./subjects.ts";
 import {
+  describeNatsAccess,
+  type NatsAccess,
+  natsConnectOptions,
+} from "./nats_auth.ts";
+import { explainConnectError } from "./_nats_connect_error.ts";
+import { dropOrphanSocketErrors, watchTlsAlerts } from "./_socket_errors.ts";
+import {
   type HandlerErrorCallback,
   type MessageHandler,
   reportHandlerError,
@@ -34,6 +41,11 @@ export interface ConnectNatsOptions {
   url: string;
   /** The connection's name, shown by the server (`ps`, `worker-1`). */
   name?: string;
+  /**
+   * Credentials and TLS settings (see `loadNatsAccess`).
+   * @default no credentials; TLS only if the server requires it
+   */
+  access?: NatsAccess;
   /** Receives connect, disconnect and reconnect events. */
   log?: TransportLog;
   /** Receives errors thrown by handlers. @default reportHandlerError */
@@ -63,7 +75,19 @@ export interface ConnectNatsOptions {
  * `reconnectTimeWaitMs`, logging each transition; when the attempts run
  * out, `closed` settles with the error.
  *
- * @throws {TransportError} `connect_failed`, naming the URL.
+ * A publish or subscription the server forbids this connection's user is
+ * not an exception (core NATS reports it later, asynchronously): the
+ * server drops the message or ends the subscription, and the connection
+ * logs an `error` entry naming the operation and the subject.
+ *
+ * The first call also stops two errors Deno's node:net raises on
+ * sockets the client has let go of from ending the process (see
+ * _socket_errors.ts): a late `ECONNRESET` read error and a late TLS alert.
+ *
+ * @throws {TransportError} `connect_failed`, naming the URL, the
+ *   credentials presented (never their secrets) and why: authorization
+ *   violation, untrusted TLS certificate, no TLS on the server, refused,
+ *   timed out.
  *
  * @example
  * ```ts ignore
@@ -80,6 +104,7 @@ export async function connectNats(
   const {
     url,
     name,
+    access = {},
     log = () => {},
     onHandlerError = reportHandlerError,
     timeoutMs = NATS_DEFAULTS.timeoutMs,
@@ -91,21 +116,37 @@ export async function connectNats(
   // server's max_pending (64 MiB) and be cut off as a slow consumer; pace
   // the workers or raise max_pending before scaling past ~4 workers of
   // MobileNetV2 alpha 1.0.
+  checkNoUserInfo(url);
+  dropOrphanSocketErrors();
+  const tlsAlerts = watchTlsAlerts();
   let nc: NatsConnection;
   try {
-    nc = await connect({
+    const attempt = connect({
       servers: url,
       name,
       timeout: timeoutMs,
       maxReconnectAttempts,
       reconnectTimeWait: reconnectTimeWaitMs,
+      ...natsConnectOptions(access),
     });
+    const alerted = tlsAlerts.alert.then((alert): never => {
+      // The attempt would only time out now; its outcome is moot.
+      attempt.then((late) => late.close(), () => {});
+      throw Object.assign(new Error(`received fatal alert: ${alert}`), {
+        code: "TLS_ALERT",
+      });
+    });
+    nc = await Promise.race([attempt, alerted]);
   } catch (error) {
     throw new TransportError({
       code: "connect_failed",
-      message: `Cannot connect to NATS at ${url}: ${errorText(error)}`,
+      message: `Cannot connect to NATS at ${url} with ` +
+        `${describeNatsAccess(access)}: ` +
+        explainConnectError(error, { access, timeoutMs }),
       cause: error,
     });
+  } finally {
+    tlsAlerts.stop();
   }
 
   const label = name ?? url;
@@ -117,6 +158,27 @@ export async function connectNats(
       `${transport.maxPayloadBytes})`,
   });
   return transport;
+}
+
+// The nats client ignores credentials in the URL; refusing them beats
+// connecting without them and failing with a puzzling authorization error.
+function checkNoUserInfo(url: string): void {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    // Not a URL (a bare host:port): the client reports it on connect.
+    if (error instanceof TypeError) return;
+    throw error;
+  }
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw new TransportError({
+      code: "connect_failed",
+      message: `Cannot connect to NATS at ${parsed.host}: credentials in ` +
+        "the URL are not supported (and would show in process lists); " +
+        "give them as options.access",
+    });
+  }
 }
 
 const STATUS_LEVELS: Record<string, TransportLogLevel> = {
@@ -195,6 +257,8 @@ class NatsTransport implements Transport {
 
     const subscription = this.#nc.subscribe(subject, {
       callback: (error, message) => {
+        // The status loop logs a permissions violation, with its subject.
+        if (error?.code === "PERMISSIONS_VIOLATION") return;
         if (error) {
           this.#log({
             level: "error",
@@ -218,6 +282,18 @@ class NatsTransport implements Transport {
     try {
       await this.#nc.flush();
     } catch (error) {
+      // The connection dropped while the ping was out, and the client is
+      // reconnecting: what was published may be lost, as core NATS may
+      // lose anything; dptrain's re-requests recover it. Only a closed
+      // connection is an error here.
+      if (isDisconnect(error) && !this.#nc.isClosed()) {
+        this.#log({
+          level: "warn",
+          message: `nats ${this.#label} flush interrupted by a disconnect; ` +
+            "messages in flight may be lost and will be asked for again",
+        });
+        return;
+      }
       throw this.#translate(error);
     }
   }
@@ -302,6 +378,14 @@ function stopStatusIterator(statuses: AsyncIterable<Status>): void {
 }
 
 function describeStatus(status: Status): string {
+  const context = status.permissionContext;
+  if (context !== undefined) {
+    return context.operation === "publish"
+      ? "permissions violation: the server refused this user's publish " +
+        `on ${context.subject} and dropped the message`
+      : "permissions violation: the server refused this user's " +
+        `subscription to ${context.subject} and ended it`;
+  }
   return typeof status.data === "object"
     ? JSON.stringify(status.data)
     : String(status.data);
@@ -309,4 +393,10 @@ function describeStatus(status: Status): string {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function isDisconnect(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "DISCONNECT" || code === "CONNECTION_REFUSED" ||
+    code === "TIMEOUT";
 }
