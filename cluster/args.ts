@@ -164,11 +164,11 @@ export const COMMON_FLAGS =
   `Flags (they override --config, which overrides the defaults):
   --config FILE        job config (JSON: model, data, train, optimizer)
   --workers N          worker processes (ranks)             [2]
-  --epochs N           epochs to train                      [6]
+  --epochs N           epochs to train                      [3]
   --max-steps N        stop after N steps, still writing all results
   --batch N            examples per worker per step         [8]
   --image-size PX      square input size, 32..224           [224]
-  --alpha A            width: 0.35, 0.5, 0.75, 1.0          [0.35]
+  --alpha A            width: 0.35, 0.5, 0.75, 1.0          [1.0]
   --weights SRC        bundled | nsfwjs | imagenet | none | PATH  [bundled]
   --batch-norm MODE    train | frozen                       [frozen]
   --data DIR           image folder                 [assets/data/flowers5]

@@ -202,6 +202,12 @@ Deno.test("elastic - a worker that dies mid-run is dropped; the survivors finish
       ),
       run.lines.join("\n"),
     );
+    const silence = run.lines.join("\n").match(/no heartbeat for ([\d.]+) s/);
+    console.log(
+      `dead worker: declared dead after ${silence?.[1]} s of silence; ` +
+        `${run.steps.length} steps, ${lossStep.attempts} attempt(s) at ` +
+        `step ${lossStep.step}`,
+    );
     assert.equal(run.workerErrors.length, 1);
     assert.ok(run.workerErrors[0] instanceof WorkerDisconnectedError);
     assert.equal(tf.memory().numTensors, tensorsBefore);
@@ -262,6 +268,10 @@ Deno.test("elastic - a bus that loses 15% of all messages changes nothing in the
       0,
     );
     assert.ok(resends > 0, "nothing was lost, so nothing was tested");
+    console.log(
+      `15% loss: ${resends} chunk re-sends over ${run.steps.length} steps; ` +
+        `wall ${run.summary.wallSeconds.toFixed(1)} s`,
+    );
     assert.ok(run.steps.every((r) => r.lost.length === 0));
     assert.deepEqual(run.workerErrors, []);
   } finally {

@@ -76,6 +76,7 @@ function validMessages(): Uint8Array[] {
       accepted: false,
       reason: "fingerprint mismatch",
       startStep: 0,
+      session: "ps0a1b2c3d",
     }),
     encodeMessage({
       kind: "control",
@@ -191,6 +192,7 @@ Deno.test("wire fuzz - every field given values of other types is rejected unles
     "tensor_chunk.step=1099511627776",
     "welcome.accepted=true",
     'welcome.reason="x"',
+    'welcome.session="x"',
     "welcome.startStep=1099511627776",
     "welcome.step=1099511627776",
   ]);

@@ -130,6 +130,7 @@ const ROUND_TRIPS: OutgoingMessage[] = [
     accepted: true,
     reason: "",
     startStep: 3,
+    session: "ps0a1b2c3d",
   },
   {
     kind: "welcome",
@@ -139,6 +140,7 @@ const ROUND_TRIPS: OutgoingMessage[] = [
     accepted: false,
     reason: "fingerprint mismatch: expected 00ff00ff, received 11ee11ee",
     startStep: 0,
+    session: "ps0a1b2c3d",
   },
   { kind: "control", run: RUN, step: 40, command: "stop", reason: "done" },
   { kind: "control", run: RUN, step: 41, command: "abort", reason: "" },
@@ -360,6 +362,7 @@ Deno.test("wire messages - decoding rejects missing, unknown and mistyped fields
       accepted: false,
       reason: "",
       startStep: 0,
+      session: "ps0a1b2c3d",
     }, "reason"],
   ];
 

@@ -49,6 +49,12 @@ export interface CollectStepOptions {
   subjects: RunSubjects;
   train: TrainConfig;
   log: Logger;
+  /**
+   * `performance.now()` when the step's first attempt began: the abort
+   * threshold counts from there, so re-plans cannot postpone it forever.
+   * @default now
+   */
+  stepStartedAt?: number;
 }
 
 /** See the module doc. */
@@ -57,6 +63,7 @@ export async function collectStep(
 ): Promise<CollectOutcome> {
   const { step, attempt, collector, membership, train, log } = options;
   const started = performance.now();
+  const stepStartedAt = options.stepStartedAt ?? started;
   const outcome: CollectOutcome = {
     lost: [],
     resends: { weights: 0, grads: 0 },
@@ -88,9 +95,12 @@ export async function collectStep(
     const missing = collector.missing();
     if (missing.length === 0) break;
 
+    // The deadline is relative to the ranks that made it: with none in
+    // yet, dropping everyone would only re-plan the same step.
     const deadline = train.stepDeadlineSeconds;
     if (deadline > 0 && waited >= deadline) {
-      if (train.stragglerPolicy === "drop") {
+      const someoneDelivered = collector.results().length > 0;
+      if (train.stragglerPolicy === "drop" && someoneDelivered) {
         log.warn(
           `step deadline of ${deadline} s passed: dropping late rank(s) ` +
             `${missing.join(", ")} from the step; their examples move to ` +
@@ -104,7 +114,11 @@ export async function collectStep(
         deadlineLogged = true;
         log.warn(
           `step deadline of ${deadline} s passed; waiting for rank(s) ` +
-            `${missing.join(", ")} (stragglerPolicy "wait")`,
+            `${missing.join(", ")} (${
+              train.stragglerPolicy === "wait"
+                ? 'stragglerPolicy "wait"'
+                : "no rank has delivered yet"
+            })`,
           step,
         );
       }
@@ -118,7 +132,11 @@ export async function collectStep(
     if (lacking.length > 0 && now - lastWeightsSend >= retryMs) {
       lastWeightsSend = now;
       const chunks = chunksToResend(
-        lacking.map((rank) => membership.get(rank)?.missing ?? []),
+        lacking.map((rank) => {
+          const m = membership.get(rank);
+          // A list about an older stream says nothing about this one.
+          return m && m.step === step && m.attempt === attempt ? m.missing : [];
+        }),
         options.weightsChunks.length,
       );
       for (const index of chunks) {
@@ -171,7 +189,7 @@ export async function collectStep(
       warnedAt = waited;
       log.warn(describeStall(collector, membership, waited), step);
     }
-    if (waited >= train.stallAbortSeconds) {
+    if ((now - stepStartedAt) / 1000 >= train.stallAbortSeconds) {
       throw new StallError(step, missing, train.stallAbortSeconds);
     }
   }

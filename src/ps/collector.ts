@@ -17,7 +17,7 @@ import {
 import type { RunSubjects, Subscription, Transport } from "../transport/mod.ts";
 import { decodeResultMeta, type ResultMeta } from "../protocol/step_meta.ts";
 import type { Contribution } from "./aggregate.ts";
-import { checkSubjectRank } from "./membership.ts";
+import { checkSubjectRank } from "../protocol/subject_rank.ts";
 
 /** A rank's stream with its checked meta. */
 export interface RankResult extends Contribution {
@@ -200,10 +200,10 @@ export class GradientCollector {
 
   #add(chunk: TensorChunkMessage): void {
     const { rank } = chunk;
-    this.#lastChunkAt.set(rank, performance.now());
 
     // A late stream of an abandoned attempt: not an error, not wanted.
     if (chunk.attempt !== this.#attempt) return;
+    this.#lastChunkAt.set(rank, performance.now());
     let assembler = this.#assemblers.get(rank);
     if (!assembler) {
       assembler = new StreamAssembler({

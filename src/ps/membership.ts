@@ -21,6 +21,9 @@ import {
 } from "../wire/mod.ts";
 import type { RunSubjects, Subscription, Transport } from "../transport/mod.ts";
 import type { Logger } from "../log.ts";
+import { checkSubjectRank } from "../protocol/subject_rank.ts";
+
+const FIRST_STEP_GUESS_SECONDS = 20;
 
 /** A worker that joined, with what its last heartbeat said. */
 export interface Member {
@@ -56,6 +59,8 @@ export interface MembershipOptions {
   startStep: () => number;
   /** Seconds of silence after which a rank is dead (see the module doc). */
   heartbeatTimeoutSeconds: number;
+  /** This PS process's id, sent with every welcome. */
+  session: string;
 }
 
 /** Raised when too few ranks are live within the abort threshold. */
@@ -144,9 +149,14 @@ export class Membership {
 
   /** The silence after which `member` is dead, in seconds. */
   timeoutOf(member: Member): number {
+    // A first step also warms tfjs up (kernels, shaders) and its length is
+    // not known yet: assume 20 s while the rank says it computes.
+    const stepSeconds = member.state === "computing" && member.stepSeconds === 0
+      ? FIRST_STEP_GUESS_SECONDS
+      : member.stepSeconds;
     return Math.max(
       this.#options.heartbeatTimeoutSeconds,
-      3 * member.stepSeconds + 5,
+      3 * stepSeconds + 5,
     );
   }
 
@@ -320,34 +330,9 @@ export class Membership {
         step: startStep,
         rank,
         startStep,
+        session: this.#options.session,
         ...answer,
       }),
     );
-  }
-}
-
-/**
- * A per-rank subject must carry that rank's messages: NATS permissions tie
- * credentials to subjects, so the subject is what the sender proved.
- */
-export function checkSubjectRank(
-  runSubjects: RunSubjects,
-  subject: string,
-  message: { rank: number; kind: string; run: string; step: number },
-): void {
-  const rank = runSubjects.rankOf(subject);
-  if (rank !== message.rank) {
-    throw new WireError({
-      reason: "bad_rank",
-      field: "rank",
-      message: `${message.kind} of rank ${message.rank} arrived on ` +
-        `${subject}, which belongs to ${
-          rank === null ? "no rank" : `rank ${rank}`
-        }`,
-      kind: message.kind,
-      run: message.run,
-      step: message.step,
-      rank: message.rank,
-    });
   }
 }

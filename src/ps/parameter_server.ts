@@ -152,6 +152,7 @@ export async function runParameterServer(
     log,
     startStep: () => step,
     heartbeatTimeoutSeconds: train.heartbeatTimeoutSeconds,
+    session: crypto.randomUUID().replaceAll("-", "").slice(0, 16),
   });
   const collector = new GradientCollector({
     runId,
@@ -295,6 +296,7 @@ export async function runParameterServer(
         const outcome = await collectStep({
           step,
           attempt,
+          stepStartedAt: stepStarted,
           runId,
           weightsChunks: chunks,
           collector,
@@ -314,7 +316,7 @@ export async function runParameterServer(
         attempt++;
         log.warn(
           `no rank finished step ${step}; planning it again (attempt ` +
-            `${attempt + 1})`,
+            `${attempt})`,
           step,
         );
       }

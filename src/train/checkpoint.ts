@@ -56,7 +56,7 @@ export interface Checkpoint {
   weights: Float32Array;
   /** The optimizer's serialisable state. */
   optimizer: unknown;
-  /** Ranks taking part when it was written. */
+  /** The run's `train.workers` (ranks of the job). */
   workers: number;
   /** Seconds of training done before this checkpoint. */
   wallSeconds: number;

@@ -17,10 +17,11 @@
  * - `unknown_kind`: `kind` names no message kind.
  * - `wrong_kind`: a known kind where the caller expects another one.
  * - `wrong_run`: `run` is not the expected run id.
- * - `wrong_step`: `step` is outside the expected window, or differs from the
- *   stream being assembled.
+ * - `wrong_step`: `step` is outside the expected window, or the step or
+ *   `attempt` differs from the stream being assembled.
  * - `bad_rank`: `rank` is outside `[0, workers)` (or is not `-1` for the
- *   parameter server's weights).
+ *   parameter server's weights), or differs from the rank of the per-rank
+ *   subject the message arrived on.
  * - `bad_field`: a field is missing, unexpected, of the wrong type, or out of
  *   its range; `field` names it.
  * - `wrong_length`: the payload's byte length is not a multiple of 4, runs

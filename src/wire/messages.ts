@@ -160,6 +160,12 @@ export interface WelcomeMessage extends MessageBase {
   reason: string;
   /** The step the worker starts at. */
   startStep: number;
+  /**
+   * The PS process's id, new at every start: a worker welcomed again by
+   * another session knows the PS restarted; by the same one, that an
+   * earlier welcome crossed a repeated `hello`.
+   */
+  session: string;
 }
 
 /**
@@ -289,7 +295,7 @@ const FIELDS: Record<MessageKind, readonly string[]> = {
     "missing",
     "stepSeconds",
   ],
-  welcome: ["rank", "accepted", "reason", "startStep"],
+  welcome: ["rank", "accepted", "reason", "startStep", "session"],
   tensor_chunk: [
     "stream",
     "rank",
@@ -647,6 +653,11 @@ function readWelcome(reader: FieldReader, read: KindRead): WelcomeMessage {
     startStep: reader.integer("startStep", {
       min: 0,
       max: Number.MAX_SAFE_INTEGER,
+    }),
+    session: reader.string("session", {
+      minChars: 1,
+      maxChars: WIRE_LIMITS.maxRunChars,
+      pattern: RUN_ID_PATTERN,
     }),
   };
 }

@@ -37,6 +37,7 @@ import { makeBatch } from "../data/mod.ts";
 import type { Logger } from "../log.ts";
 import type { JobSetup } from "../train/job.ts";
 import { writeFlat } from "../train/layout.ts";
+import { checkSubjectRank } from "../protocol/subject_rank.ts";
 import { computeLocalStep } from "../train/local_step.ts";
 import {
   decodeStepMeta,
@@ -131,6 +132,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   );
   const subscriptions: Subscription[] = [];
   let joined = false;
+  let session = "";
   let steps = 0;
 
   // Where this worker stands, for its heartbeats. `version` is the step
@@ -178,12 +180,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
         workers,
         kinds: ["welcome"],
       });
+      checkSubjectRank(s, subject, welcome);
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       rejections.record(error, { subject });
       return;
     }
-    if (welcome.rank !== rank) return;
     lastFromPs = Date.now();
     if (!welcome.accepted) {
       fail(new WorkerRefusedError(rank, welcome.reason));
@@ -191,14 +193,18 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     }
     if (!joined) {
       joined = true;
+      session = welcome.session;
       state = "waiting";
       log.info(`joined; the run is at step ${welcome.startStep}`);
       return;
     }
-    if (state === "joining") return;
+    // The same PS answering a repeated `hello` that crossed its welcome.
+    if (welcome.session === session) return;
 
-    // Welcomed again: a restarted PS that does not know us yet. It resumes
-    // from its checkpoint, possibly before steps we already answered.
+    // Welcomed by another PS session: a restarted PS that does not know us
+    // yet. It resumes from its checkpoint, possibly before steps we already
+    // answered.
+    session = welcome.session;
     log.warn(
       `the parameter server welcomed this rank again (it restarted); ` +
         `continuing from its step ${welcome.startStep}`,
@@ -280,13 +286,14 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
         workers,
         kinds: ["resend"],
       });
+      checkSubjectRank(s, subject, request);
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       rejections.record(error, { subject });
       return;
     }
     lastFromPs = Date.now();
-    if (request.rank !== rank || !last) return;
+    if (!last) return;
     if (request.step !== last.step || request.attempt !== last.attempt) return;
 
     const wanted = request.chunks.length === 0
