@@ -273,7 +273,13 @@ async function runWorkerCommand(cli: CommandLine): Promise<number> {
       backend: backend.name,
       device: backend.device ?? null,
     });
-    log.info(`worked ${result.steps} steps`);
+    const rejected = Object.entries(result.rejections)
+      .filter(([, n]) => n > 0)
+      .map(([reason, n]) => `${reason} ${n}`);
+    log.info(
+      `worked ${result.steps} steps; dropped messages: ` +
+        (rejected.length > 0 ? rejected.join(", ") : "none"),
+    );
     return 0;
   } finally {
     await transport.close();

@@ -10,17 +10,21 @@
  * server, src/worker/worker.ts for a worker). A verdict is one of:
  *
  * - a `WireErrorReason`: the receiver drops the message and counts it;
- * - `ignored`: dropped uncounted by design, for two kinds of message only:
- *   a chunk of an older step (a late re-send of finished work), and an
- *   exact repeat of a chunk already received (a retransmission);
+ * - `ignored`: dropped uncounted by design, for three kinds of message
+ *   only: a chunk of an older step (a late re-send of finished work), an
+ *   exact repeat of a chunk already received (a retransmission), and a
+ *   welcome of the PS session the worker joined (an answer to a repeated
+ *   `hello`);
  * - `accepted`: the receiver would take it in or act on it (a complete
  *   chunk, a `stop`, a welcome): never sent, because from a client that
  *   may publish on the run's subjects such a message is legitimate as
  *   far as the wire can tell. Keeping rogue clients off those subjects is
  *   NATS authorization's job (docs/security.md);
  * - `uncounted`: dropped without being counted although no design rule
- *   sanctions it (see the fuzz test's notes); never sent either, so that
- *   the test's accounting stays exact, and tallied in `withheld`.
+ *   sanctions it (see the fuzz test's module doc); never sent either, so
+ *   that the test's accounting stays exact.
+ *
+ * Messages not sent are tallied in {@linkcode FuzzGenerator.withheld}.
  *
  * @module
  */

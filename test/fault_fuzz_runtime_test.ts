@@ -12,10 +12,11 @@
  * contents, chunks of other splits, streams out of order, and verbatim
  * replays of the previous step's chunks and of the join's welcomes.
  *
- * Two kinds are dropped uncounted by design and excluded from the counts:
- * chunks of an older step (replays; collector.ts and worker.ts drop them
- * as late re-sends), and exact repeats of a chunk already received
- * (StreamAssembler drops them as retransmissions).
+ * Three kinds are dropped uncounted by design and excluded from the
+ * counts: chunks of an older step (replays; collector.ts and worker.ts
+ * drop them as late re-sends), exact repeats of a chunk already received
+ * (StreamAssembler drops them as retransmissions), and repeats of the
+ * welcome a worker joined with (worker.ts: same PS session).
  *
  * Never sent, and tallied in the generator's `withheld` instead:
  *
@@ -37,8 +38,7 @@
  * first gradient stream of step 1 at the PS. Messages go out in bursts of
  * 500 with a macrotask between them, so heartbeats keep flowing.
  *
- * The two tests after the fuzz test reproduce defects it led to; they fail
- * today and run only with DPTRAIN_FUZZ_REPRO=1.
+ * The two tests after the fuzz test pin defects it found (fixed since).
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
@@ -603,6 +603,8 @@ async function fuzzARun(): Promise<void> {
   }
 }
 
+const REPRO_RUN_ID = "fuzz-repro";
+
 /**
  * Publishes `bytes` on `subject` once, when the first weights chunk of
  * step 1 goes out.
@@ -624,18 +626,14 @@ function injectAtStep1(subject: string, bytes: Uint8Array) {
   };
 }
 
-const REPRO_RUN_ID = "fuzz-repro";
-const SKIP_REPROS = !Deno.env.get("DPTRAIN_FUZZ_REPRO");
-
-// Fails today: worker.ts `onWeightsChunk` makes a chunk of a later version
-// the worker's version (new assembler, queued step dropped, state
-// `waiting`) before `StreamAssembler.add` checks it. The chunk is counted
-// (`wrong_length`), yet the worker then ignores step 1's real weights as
-// older, so the PS stalls. Run with DPTRAIN_FUZZ_REPRO=1.
+// worker.ts `onWeightsChunk` once made a chunk of a later version the
+// worker's version (new assembler, queued step dropped) before
+// `StreamAssembler.add` checked it: the chunk was counted (`wrong_length`),
+// yet the worker then ignored step 1's real weights as older, and the PS
+// stalled.
 Deno.test({
   name:
     "fuzz - a rejected weights chunk of a later step leaves the worker's step alone",
-  ignore: SKIP_REPROS,
   fn: async () => {
     const dataset = await createTinyDataset();
     const config = tinyJobConfig(dataset, {
@@ -671,12 +669,11 @@ Deno.test({
   },
 });
 
-// Fails today: collector.ts `#add` drops a chunk of any attempt but the
-// current one uncounted, even of an attempt no PS planned (here 3, in a
-// run where every step has one attempt). Run with DPTRAIN_FUZZ_REPRO=1.
+// collector.ts `#add` once dropped a chunk of any attempt but the current
+// one uncounted, even of an attempt no PS planned (here 3, in a run where
+// every step has one attempt).
 Deno.test({
   name: "fuzz - a gradient chunk of an attempt never planned is counted",
-  ignore: SKIP_REPROS,
   fn: async () => {
     const dataset = await createTinyDataset();
     const config = tinyJobConfig(dataset, {

@@ -165,8 +165,9 @@ Deno.test("lr CLI - usage errors and --help", async () => {
 Deno.test("lr CLI - takes the job's defaults and refuses a typo'd key", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lr_cli_defaults_" });
   try {
-    // No optimizer section: the job trains with the reference preset, and
-    // the explain must show that, with the job's 2 workers and 6 epochs.
+    // No optimizer section: the job trains with the demo's optimizer (the
+    // reference preset with a 1-epoch ramp per step), and the explain must
+    // show that, with the job's 2 workers and 3 epochs.
     const plain = `${dir}/plain.json`;
     await Deno.writeTextFile(plain, JSON.stringify({ model: {} }));
     const shown = await new Deno.Command(Deno.execPath(), {
@@ -176,8 +177,9 @@ Deno.test("lr CLI - takes the job's defaults and refuses a typo'd key", async ()
     }).output();
     const text = new TextDecoder().decode(shown.stdout);
     assert.equal(shown.code, 0);
-    assert.match(text, /6 epochs x 88 steps, 2 worker\(s\)/);
-    assert.match(text, /schedule 2\.0000e-4/);
+    assert.match(text, /3 epochs x 88 steps, 2 worker\(s\)/);
+    assert.match(text, /"rampEpochs":1,.*"per":"step"/);
+    assert.match(text, /at step 264 \(epoch 3\): schedule 1\.3160e-4/);
 
     const typo = `${dir}/typo.json`;
     await Deno.writeTextFile(typo, JSON.stringify({ model: { alpah: 1 } }));

@@ -201,7 +201,20 @@ export class GradientCollector {
   #add(chunk: TensorChunkMessage): void {
     const { rank } = chunk;
 
-    // A late stream of an abandoned attempt: not an error, not wanted.
+    // A late stream of an abandoned attempt: not an error, not wanted. An
+    // attempt not planned yet is.
+    if (chunk.attempt > this.#attempt) {
+      throw new WireError({
+        reason: "wrong_step",
+        field: "attempt",
+        message: `rank ${rank} step ${this.#step}: attempt ${chunk.attempt} ` +
+          `was never planned (the current one is ${this.#attempt})`,
+        kind: "tensor_chunk",
+        run: this.#o.runId,
+        step: chunk.step,
+        rank,
+      });
+    }
     if (chunk.attempt !== this.#attempt) return;
     this.#lastChunkAt.set(rank, performance.now());
     let assembler = this.#assemblers.get(rank);

@@ -246,21 +246,27 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     const order = compareVersion(chunk, version);
     if (order < 0) return;
     if (last && compareVersion(chunk, last) <= 0) return;
-    if (order > 0 || assembler === null) {
-      assembler = new StreamAssembler({
+    // A newer version replaces the current one only once its first chunk
+    // checks out: a bad chunk must not make the worker drop good work.
+    const newer = order > 0 || assembler === null;
+    const target = newer
+      ? new StreamAssembler({
         stream: "weights",
         step: chunk.step,
         attempt: chunk.attempt,
         rank: chunk.rank,
         expectedLength: layout.totalSize,
-      });
+      })
+      : assembler!;
+    if (target.complete) return;
+
+    const whole = target.add(chunk);
+    if (newer) {
+      assembler = target;
       version = { step: chunk.step, attempt: chunk.attempt };
       queued = null;
       state = "waiting";
     }
-    if (assembler.complete) return;
-
-    const whole = assembler.add(chunk);
     if (!whole) return;
     let meta: StepMeta;
     try {
