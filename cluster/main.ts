@@ -225,6 +225,10 @@ async function runPs(cli: CommandLine): Promise<number> {
     name: `dptrain-${runId}-ps`,
     access,
     log: (e) => log[e.level](e.message),
+    // Keep trying while nats-server is down (a restart, a redeploy): the
+    // run's own timeouts (heartbeats, stallAbortSeconds) decide when to
+    // give up, not a count of reconnect attempts.
+    maxReconnectAttempts: -1,
   });
 
   try {
@@ -261,6 +265,10 @@ async function runWorkerCommand(cli: CommandLine): Promise<number> {
     name: `dptrain-${runId}-worker-${rank}`,
     access,
     log: (e) => log[e.level](e.message),
+    // Keep trying while nats-server is down (a restart, a redeploy): the
+    // run's own timeouts (heartbeats, stallAbortSeconds) decide when to
+    // give up, not a count of reconnect attempts.
+    maxReconnectAttempts: -1,
   });
 
   try {

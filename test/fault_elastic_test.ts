@@ -232,9 +232,15 @@ Deno.test("elastic - a worker that joins mid-run takes part from the next step",
     assert.equal(run.summary.epochs, 2);
     assertEveryExampleOnce(run, dataset);
     assert.deepEqual(run.steps[0].ranks, [0]);
-    assert.deepEqual(run.steps.at(-1)!.ranks, [0, 1]);
     const firstPair = run.steps.find((r) => r.ranks.length === 2)!;
+    assert.ok(firstPair, "rank 1 never took part");
     assert.ok(firstPair.step >= 3, `rank 1 took part at ${firstPair.step}`);
+    // From then on both ranks share every step that has an example for
+    // each (an epoch's last step may hold a single one).
+    for (const record of run.steps.filter((r) => r.step > firstPair.step)) {
+      if (record.examples < 2) continue;
+      assert.deepEqual(record.ranks, [0, 1], `step ${record.step}`);
+    }
     assert.ok(
       run.lines.some((l) => /INFO .*ps.*\] rank 1 joined: backend cpu/.test(l)),
     );
