@@ -119,7 +119,13 @@ export {
   type LocalStepResult,
 } from "./src/train/local_step.ts";
 export { layoutOf, type VariableLayout } from "./src/train/layout.ts";
-export { readCheckpoint, writeCheckpoint } from "./src/train/checkpoint.ts";
+export {
+  type Checkpoint,
+  CheckpointError,
+  CheckpointWriteError,
+  readCheckpoint,
+  writeCheckpoint,
+} from "./src/train/checkpoint.ts";
 export { saveLayersModel } from "./src/train/save_model.ts";
 export { runParameterServer } from "./src/ps/parameter_server.ts";
 export {
@@ -129,6 +135,11 @@ export {
   WorkerRefusedError,
 } from "./src/worker/worker.ts";
 export { StallError } from "./src/ps/collector.ts";
+export {
+  type Assignment,
+  EpochPlan,
+  type EpochPlanState,
+} from "./src/ps/epoch_plan.ts";
 export { JoinTimeoutError } from "./src/ps/membership.ts";
 export { createLogger, type Logger } from "./src/log.ts";
 
@@ -140,4 +151,8 @@ export {
   subjects,
   type Transport,
 } from "./src/transport/mod.ts";
+export {
+  type FaultOptions,
+  FaultyTransport,
+} from "./src/transport/faulty_transport.ts";
 export { decodeMessage, encodeMessage, WireError } from "./src/wire/mod.ts";
