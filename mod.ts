@@ -44,17 +44,23 @@
 // Job configuration.
 export {
   applyOverrides,
+  type BackendName,
+  type BatchNormMode,
   ConfigError,
   type ConfigOverrides,
+  type DataConfig,
   DEFAULTS,
   fingerprint,
   type JobConfig,
   loadJobConfig,
+  type ModelConfig,
   parseJobConfig,
+  type TrainConfig,
 } from "./src/config.ts";
 
 // Model and pretrained weights.
 export {
+  type Alpha,
   ALPHAS,
   buildMobileNetV2,
   makeDivisible,
@@ -62,40 +68,87 @@ export {
   ModelConfigError,
 } from "./src/model/mobilenet_v2.ts";
 export {
+  INPUT_SCALINGS,
   type InputScaling,
   inputScalingOf,
   type LoadedWeights,
   loadPretrainedWeights,
   type LoadWeightsOptions,
+  type ShapeMismatch,
   WeightsMismatchError,
+  type WeightsSource,
 } from "./src/model/weights/mod.ts";
 
 // Data.
 export {
+  type Batch as ImageBatch,
+  type CorruptPolicy,
   downloadTfFlowers,
+  type DownloadTfFlowersOptions,
+  type FlipPolicy,
+  type FolderLayout,
   ImageDecodeError,
   type ImageFolderDataset,
   ImageFolderError,
+  type ImageFolderEvent,
+  type ImageSet,
+  type ImageSplit,
+  type LastBatchPolicy,
   loadImageFolder,
   type LoadImageFolderOptions,
   makeBatch,
+  type MakeBatchOptions,
   permutation,
+  type PermutationOptions,
+  type RandomCrop,
+  type RandomFlip,
+  type RankBatchOptions,
   rankBatchPositions,
+  type ResizeFit,
+  type SkippedImage,
   stepsPerEpoch,
+  type StepsPerEpochOptions,
+  type TfFlowersDownload,
+  type TfFlowersEvent,
 } from "./src/data/mod.ts";
 
 // Optimizer.
 export {
   AdamW,
   type AdamWOptions,
+  type ConstantSchedule,
+  type CosineSchedule,
+  type DecayConvention,
+  type DecayEta,
+  type ExplainOptions,
   explainRates,
   FlatAdamW,
   type FlatAdamWOptions,
+  type LayerDecayConfig,
   makeSchedule,
+  type MatchMode,
+  type MatchRule,
+  type MultiplierRule,
+  type NamedTensor,
+  type NamedWeight,
   type OptimizerConfig,
   OptimizerConfigError,
+  type OptimizerState,
   parseOptimizerConfig,
+  type PlacedRule,
   PRESETS,
+  type RateRow,
+  type ReferenceSchedule,
+  type RuleSource,
+  type RuleWarning,
+  type Schedule,
+  type ScheduleConfig,
+  type ScheduleContext,
+  type StepArgs,
+  type StepOutcome,
+  type VariablePlan,
+  type VariableSpec,
+  type WarmupStepsSchedule,
 } from "./src/optim/mod.ts";
 
 // Backends.
@@ -103,36 +156,60 @@ export {
   type BackendChoice,
   type BackendReport,
   selectBackend,
+  type SelectBackendOptions,
 } from "./src/backend/mod.ts";
 
 // Training runtime.
 export {
+  type PsRoleOptions,
   runPsRole,
   runWorkerRole,
   trainInProcess,
   type TrainInProcessOptions,
+  type WorkerRoleOptions,
 } from "./src/train/run_job.ts";
 export { type RunSummary } from "./src/train/summary.ts";
+export { type AtomicWriteStage } from "./src/train/atomic_file.ts";
+export { type Evaluation } from "./src/train/evaluate.ts";
+export {
+  type JobSetup,
+  setupJob,
+  type SetupJobOptions,
+} from "./src/train/job.ts";
 export {
   type Batch,
   computeLocalStep,
+  type LocalStepOptions,
   type LocalStepResult,
 } from "./src/train/local_step.ts";
-export { layoutOf, type VariableLayout } from "./src/train/layout.ts";
+export {
+  type LayoutEntry,
+  layoutOf,
+  type VariableLayout,
+  type VariableRole,
+} from "./src/train/layout.ts";
 export {
   type Checkpoint,
   CheckpointError,
+  type CheckpointOnDisk,
   CheckpointWriteError,
   readCheckpoint,
   writeCheckpoint,
+  type WriteCheckpointOptions,
 } from "./src/train/checkpoint.ts";
 export { saveLayersModel } from "./src/train/save_model.ts";
-export { runParameterServer } from "./src/ps/parameter_server.ts";
+export {
+  type ParameterServerOptions,
+  type PsResult,
+  runParameterServer,
+} from "./src/ps/parameter_server.ts";
 export {
   RunAbortedError,
   runWorker,
   WorkerDisconnectedError,
+  type WorkerOptions,
   WorkerRefusedError,
+  type WorkerResult,
 } from "./src/worker/worker.ts";
 export { StallError } from "./src/ps/collector.ts";
 export {
@@ -141,18 +218,74 @@ export {
   type EpochPlanState,
 } from "./src/ps/epoch_plan.ts";
 export { JoinTimeoutError } from "./src/ps/membership.ts";
-export { createLogger, type Logger } from "./src/log.ts";
+export {
+  createLogger,
+  type LogContext,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+} from "./src/log.ts";
 
 // Wire and transports.
 export {
   connectNats,
+  type ConnectNatsOptions,
+  type HandlerErrorCallback,
+  type InProcessConnectOptions,
   InProcessHub,
+  type MessageHandler,
+  type NatsAccess,
+  type NatsAuth,
+  type NatsNkeyUser,
+  type NatsPasswordUser,
+  type NatsPermissions,
+  type NatsServer,
+  type NatsServerAuthorization,
+  type NatsServerOperator,
+  type NatsServerOptions,
+  type NatsServerTls,
+  type NatsServerUser,
+  type NatsTls,
+  type RunSubjects,
   startNatsServer,
   subjects,
+  type Subscription,
   type Transport,
+  type TransportLog,
+  type TransportLogEntry,
+  type TransportLogLevel,
 } from "./src/transport/mod.ts";
 export {
+  type FaultCounts,
   type FaultOptions,
   FaultyTransport,
 } from "./src/transport/faulty_transport.ts";
-export { decodeMessage, encodeMessage, WireError } from "./src/wire/mod.ts";
+export {
+  CONTROL_COMMANDS,
+  type ControlCommand,
+  type ControlMessage,
+  type DecodeExpectations,
+  decodeMessage,
+  encodeMessage,
+  type HelloMessage,
+  MESSAGE_KINDS,
+  type MessageBase,
+  type MessageKind,
+  type MessageOfKind,
+  type OutgoingMessage,
+  type ResendMessage,
+  type StepWindow,
+  TENSOR_STREAMS,
+  type TensorChunkInit,
+  type TensorChunkMessage,
+  type TensorStream,
+  type WelcomeMessage,
+  WIRE_ERROR_REASONS,
+  WireError,
+  type WireErrorReason,
+  type WireMessage,
+  type WireMeta,
+  type WireMetaValue,
+  WORKER_STATES,
+  type WorkerState,
+} from "./src/wire/mod.ts";

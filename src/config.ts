@@ -117,9 +117,13 @@ export interface TrainConfig {
 
 /** A whole job. `optimizer` is validated by the optimizer module. */
 export interface JobConfig {
+  /** Network shape, pretrained weights and BatchNorm mode. */
   model: ModelConfig;
+  /** Image folder, validation split, augmentation and decode cache. */
   data: DataConfig;
+  /** Workers, batch, epochs, seed, timeouts and fault handling. */
   train: TrainConfig;
+  /** Raw optimizer section, parsed later by `parseOptimizerConfig`. */
   optimizer: unknown;
 }
 
@@ -180,6 +184,7 @@ export class ConfigError extends Error {
   /** The file the value came from, when there was one. */
   readonly file: string | null;
 
+  /** Makes an error for `field` (dotted path), naming `file` when given. */
   constructor(field: string, message: string, file: string | null = null) {
     super(`${file ? `${file}: ` : ""}config field "${field}": ${message}`);
     this.name = "ConfigError";
@@ -416,17 +421,29 @@ export function parseJobConfig(
 
 /** Values given on the command line; each replaces the file's value. */
 export interface ConfigOverrides {
+  /** `--workers`: replaces `train.workers`. */
   workers?: number;
+  /** `--epochs`: replaces `train.epochs`. */
   epochs?: number;
+  /** `--max-steps`: replaces `train.maxSteps`. */
   maxSteps?: number;
+  /** `--image-size`: replaces `model.imageSize`. */
   imageSize?: number;
+  /** `--alpha`: replaces `model.alpha`. */
   alpha?: number;
+  /** `--weights`: replaces `model.weights`. */
   weights?: string;
+  /** `--seed`: replaces `train.seed`. */
   seed?: number;
+  /** `--backend`: replaces `train.backend`. */
   backend?: string;
+  /** `--out`: replaces `train.out`. */
   out?: string;
+  /** `--batch`: replaces `train.perRankBatch`. */
   batch?: number;
+  /** `--batch-norm`: replaces `model.batchNorm`. */
   batchNorm?: string;
+  /** `--data`: replaces `data.root`. */
   data?: string;
 }
 

@@ -18,6 +18,7 @@ const ORDER: Record<LogLevel, number> = {
 
 /** Where a line comes from. */
 export interface LogContext {
+  /** The run id, shown as `run=<id>` on every line. */
   runId: string;
   /** `ps`, `worker 0`, `launcher`. */
   role: string;
@@ -25,9 +26,13 @@ export interface LogContext {
 
 /** A tagged logger. */
 export interface Logger {
+  /** Writes a debug line, tagged `step=N` when `step` is given. */
   debug(message: string, step?: number): void;
+  /** Writes an info line, tagged `step=N` when `step` is given. */
   info(message: string, step?: number): void;
+  /** Writes a warning line, tagged `step=N` when `step` is given. */
   warn(message: string, step?: number): void;
+  /** Writes an error line, tagged `step=N` when `step` is given. */
   error(message: string, step?: number): void;
   /** The same logger with a different role tag. */
   child(role: string): Logger;
@@ -35,7 +40,7 @@ export interface Logger {
 
 /** Options of {@linkcode createLogger}. */
 export interface LoggerOptions {
-  /** Lines below this level are dropped. @default "info" */
+  /** Lines below this level are dropped. @default `DPTRAIN_LOG`, else "info" */
   level?: LogLevel;
   /** Receives each formatted line. @default writes to stderr */
   sink?: (line: string) => void;

@@ -54,6 +54,7 @@ export const BACKEND_CHOICES: readonly BackendChoice[] = [
 
 /** The backend in use and why the others were not used. */
 export interface BackendReport {
+  /** The tfjs backend now active (`tf.getBackend()`). */
   name: "tensorflow" | "webgpu" | "wasm" | "cpu";
   /** One line: package, adapter or build. */
   detail: string;

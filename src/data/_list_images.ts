@@ -29,6 +29,8 @@ export class ImageFolderError extends Error {
   readonly reason: string;
 
   /**
+   * Makes the error; the message names the folder and the reason.
+   *
    * @param path The folder at fault.
    * @param reason What is wrong with it.
    * @param options Standard error options (`cause`).

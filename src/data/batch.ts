@@ -9,17 +9,15 @@
  * @module
  */
 
+import type { InputScaling } from "../model/weights/input_scaling.ts";
 import { CounterRng } from "./rng.ts";
 
 /** The RNG purpose tag of random horizontal flips. */
 export const FLIP_TAG = "flip";
 
-/**
- * How pixel bytes become model inputs:
- * `"minus_one_to_one"` is `x / 127.5 - 1` (Keras MobileNetV2
- * `preprocess_input`), `"zero_to_one"` is `x / 255`.
- */
-export type InputScaling = "minus_one_to_one" | "zero_to_one";
+// The weights' declaration, re-exported, so that the public API has one
+// `InputScaling` type.
+export type { InputScaling };
 
 /** Decoded, resized images of one split (see `loadImageFolder`). */
 export interface ImageSet {
@@ -141,33 +139,6 @@ function flipDecider(flip: FlipPolicy | undefined): (i: number) => boolean {
   return (index) => rng.uint32([flip.epoch, index]) >= 0x80000000;
 }
 
-/**
- * Gathers images `indices` of `set` into one float batch.
- *
- * @param set The decoded split.
- * @param indices Dataset indices, in batch order (for example from
- * `rankBatchPositions`).
- * @param options Scaling and flips.
- * @returns The batch; `x` holds `indices.length` images.
- * @throws {RangeError} When an index is outside `[0, set.count)` or the
- * scaling is unknown.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { makeBatch } from "./batch.ts";
- *
- * const set = {
- *   images: new Uint8Array([0, 255, 0, 255, 255, 255]),
- *   labels: new Int32Array([1, 0]),
- *   imageSize: 1,
- *   count: 2,
- * };
- * const batch = makeBatch(set, [1, 0], { scaling: "minus_one_to_one" });
- * assert.ok(batch.x[0] === 1 && batch.x[3] === -1);
- * assert.ok(batch.labels[0] === 0);
- * ```
- */
 /** The crop box of one example; see {@linkcode RandomCrop}. */
 export function randomCropBox(
   crop: RandomCrop & { index: number; size: number },
@@ -244,6 +215,33 @@ function sampleCrop(args: {
   }
 }
 
+/**
+ * Gathers images `indices` of `set` into one float batch.
+ *
+ * @param set The decoded split.
+ * @param indices Dataset indices, in batch order (for example from
+ * `rankBatchPositions`).
+ * @param options Scaling, flips and crops.
+ * @returns The batch; `x` holds `indices.length` images.
+ * @throws {RangeError} When an index is outside `[0, set.count)` or the
+ * scaling is unknown.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeBatch } from "./batch.ts";
+ *
+ * const set = {
+ *   images: new Uint8Array([0, 255, 0, 255, 255, 255]),
+ *   labels: new Int32Array([1, 0]),
+ *   imageSize: 1,
+ *   count: 2,
+ * };
+ * const batch = makeBatch(set, [1, 0], { scaling: "minus_one_to_one" });
+ * assert.ok(batch.x[0] === 1 && batch.x[3] === -1);
+ * assert.ok(batch.labels[0] === 0);
+ * ```
+ */
 export function makeBatch(
   set: ImageSet,
   indices: ArrayLike<number>,

@@ -83,6 +83,8 @@ export class ImageDecodeError extends Error {
   readonly reason: string;
 
   /**
+   * Makes the error; the message names the file and the reason.
+   *
    * @param file The file at fault.
    * @param reason Why it could not be decoded.
    * @param options Standard error options (`cause`).

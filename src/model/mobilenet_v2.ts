@@ -11,6 +11,7 @@
  * @module
  */
 import * as tfl from "@tensorflow/tfjs-layers";
+import type { LayersModel } from "../_tfjs_types.ts";
 
 /** Width multipliers with published Keras ImageNet weights. */
 export const ALPHAS = [0.35, 0.5, 0.75, 1.0] as const;
@@ -39,6 +40,7 @@ export class ModelConfigError extends RangeError {
   /** The option at fault. */
   readonly field: string;
 
+  /** Makes the error for option `field`, with what is wrong with it. */
   constructor(field: string, message: string) {
     super(`Invalid model option "${field}": ${message}`);
     this.name = "ModelConfigError";
@@ -157,7 +159,7 @@ function checkOptions(
  */
 export function buildMobileNetV2(
   options: MobileNetV2Options = {},
-): tfl.LayersModel {
+): LayersModel {
   const { alpha, imageSize, numClasses, headUnits, seed } = checkOptions(
     options,
   );
@@ -293,7 +295,7 @@ function invertedResidual(
 }
 
 /** Parameter count of a model's variables, trainable or not. */
-export function countParams(model: tfl.LayersModel): number {
+export function countParams(model: LayersModel): number {
   return model.weights.reduce(
     (sum, w) => sum + w.shape.reduce((a: number, b) => a * (b ?? 1), 1),
     0,

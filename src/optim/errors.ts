@@ -23,6 +23,7 @@ export class OptimizerConfigError extends Error {
   /** The config file, if known. */
   readonly file: string | undefined;
 
+  /** Makes the error; the message names the file (if any) and the field. */
   constructor(message: string, options: OptimizerConfigErrorOptions) {
     const where = options.file === undefined ? "" : ` in ${options.file}`;
     super(`Invalid optimizer config${where}: "${options.field}" ${message}`, {

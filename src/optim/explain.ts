@@ -11,7 +11,9 @@ import type { MatchMode, OptimizerConfig } from "./types.ts";
 
 /** One variable's rate, and why. */
 export interface RateRow {
+  /** Original variable name, e.g. `block_1_expand/kernel`. */
   name: string;
+  /** Variable shape; `[]` for a scalar. */
   shape: number[];
   /** Element count. */
   params: number;
@@ -25,10 +27,13 @@ export interface RateRow {
   match: MatchMode | null;
   /** Keys of later rules that also match and lose. */
   alsoMatched: string[];
+  /** Learning-rate multiplier the rules give it (1.0 when none matched). */
   multiplier: number;
+  /** True when the variable is never updated. */
   frozen: boolean;
   /** Why it is frozen, or null. */
   frozenBy: string | null;
+  /** True when decoupled weight decay applies to it. */
   decayed: boolean;
   /** Why it is not decayed, or null. */
   decayExcludedBy: string | null;
@@ -40,9 +45,13 @@ export interface RateRow {
 
 /** Inputs of {@linkcode explainRates}. */
 export interface ExplainOptions {
+  /** Resolved variables (`resolveVariables`), one row each. */
   plans: readonly VariablePlan[];
+  /** The parsed optimizer config the plans came from. */
   config: OptimizerConfig;
+  /** Learning-rate schedule evaluated at `step`. */
   schedule: Schedule;
+  /** Optimizer steps in the run (keras decay normalisation uses it). */
   totalSteps: number;
   /** 0-based global step to evaluate at. */
   step: number;

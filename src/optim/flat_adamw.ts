@@ -113,10 +113,13 @@ interface Slot {
  * ```
  */
 export class FlatAdamW {
+  /** The parsed optimizer config it was built with. */
   readonly config: OptimizerConfig;
+  /** The learning-rate schedule bound to this run's workers and steps. */
   readonly schedule: Schedule;
   /** Every variable's resolved treatment, in order. */
   readonly plans: readonly VariablePlan[];
+  /** Optimizer steps in the run, as given. */
   readonly totalSteps: number;
   #slots: Slot[];
   #slotByName: Map<string, Slot>;
@@ -129,6 +132,14 @@ export class FlatAdamW {
     | undefined;
   #applied = 0;
 
+  /**
+   * Resolves every variable's rules and allocates zeroed moments.
+   *
+   * @throws {OptimizerStateError} for a duplicate variable name or bad shape.
+   * @throws {RangeError} for a bad `workers`, `stepsPerEpoch` or
+   * `totalSteps`, or when the moments exceed the 4 GiB of 32-bit WebAssembly
+   * memory.
+   */
   constructor(options: FlatAdamWOptions) {
     const { variables, config, workers, stepsPerEpoch, totalSteps } = options;
     if (config.normalizeDecay && config.weightDecay > 0 && totalSteps < 1) {

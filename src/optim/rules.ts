@@ -21,6 +21,9 @@ export type RuleSource = "multipliers" | "layerDecay";
 
 /** A multiplier rule with its place in the resolution order. */
 export interface PlacedRule extends MultiplierRule {
+  /**
+   * List the rule comes from: written `multipliers` or generated `layerDecay`.
+   */
   source: RuleSource;
   /** Index within its source list. */
   index: number;
@@ -28,10 +31,13 @@ export interface PlacedRule extends MultiplierRule {
 
 /** How one variable is treated, resolved once by name. */
 export interface VariablePlan {
+  /** Original variable name the rules matched against. */
   name: string;
+  /** Variable shape; `[]` for a scalar. */
   shape: number[];
   /** Element count. */
   size: number;
+  /** Learning-rate multiplier from `rule`; 1.0 when none matched. */
   multiplier: number;
   /** The rule that gave the multiplier, or null (1.0 by default). */
   rule: PlacedRule | null;
@@ -41,6 +47,7 @@ export interface VariablePlan {
   frozen: boolean;
   /** Why the variable is frozen, or null. */
   frozenBy: string | null;
+  /** True when decoupled weight decay applies to the variable. */
   decayed: boolean;
   /** Why the variable is not decayed, or null when it is. */
   decayExcludedBy: string | null;
@@ -48,7 +55,12 @@ export interface VariablePlan {
 
 /** A doubtful rule, found when rules meet the actual variable names. */
 export interface RuleWarning {
+  /**
+   * What is doubtful: the rule matches nothing, never wins, shares variables
+   * with other rules, or its key runs into a longer number.
+   */
   kind: "unused-rule" | "shadowed-rule" | "overlap" | "digit-boundary";
+  /** One readable sentence naming the rule(s) and some variables. */
   message: string;
   /** The rule keys involved. */
   rules: string[];

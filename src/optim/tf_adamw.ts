@@ -19,6 +19,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { ConfigDict, NamedTensorMap, Tensor } from "../_tfjs_types.ts";
 import { configForSave, globalNorm, refreshCount } from "./_tf_helpers.ts";
 import { stepCoefficients } from "./coefficients.ts";
 import { parseOptimizerConfig } from "./config.ts";
@@ -30,8 +31,10 @@ import type { OptimizerConfig } from "./types.ts";
 
 /** A named tensor, as tfjs optimizers exchange their weights. */
 export interface NamedTensor {
+  /** Variable name, or a state key such as `<var>/m` or `iter`. */
   name: string;
-  tensor: tf.Tensor;
+  /** The value, e.g. a gradient or a moment. */
+  tensor: Tensor;
 }
 
 /** A tfjs-layers weight: its unique variable name and its original one. */
@@ -86,6 +89,11 @@ interface SavedMoments {
   countTensor: tf.Variable | null;
 }
 
+// tfjs's `Optimizer` under a local name: `deno doc --lint` flags every npm
+// type as private (denoland/deno#27364), and `@internal` must sit on the
+// binding itself for the linter to skip it.
+const /** @internal */ OptimizerBase = tf.Optimizer;
+
 /**
  * AdamW with per-variable rates, decoupled decay and a schedule, as a tfjs
  * optimizer. `getWeights`/`setWeights` carry the step and the moments keyed
@@ -111,16 +119,25 @@ interface SavedMoments {
  * model.dispose();
  * ```
  */
-export class AdamW extends tf.Optimizer {
-  /** @nocollapse */
+export class AdamW extends OptimizerBase {
+  /**
+   * The name tfjs's serialization registry knows the class by.
+   *
+   * @nocollapse
+   */
   static get className(): string {
     return "AdamW";
   }
 
+  /** The parsed optimizer config it was built with. */
   readonly config: OptimizerConfig;
+  /** The learning-rate schedule bound to this run's workers and steps. */
   readonly schedule: Schedule;
+  /** Data-parallel workers the schedule's peak may scale with. */
   readonly workers: number;
+  /** Optimizer steps (batches) per epoch. */
   readonly stepsPerEpoch: number;
+  /** Optimizer steps in the run. */
   readonly totalSteps: number;
   #originalNames = new Map<string, string>();
   #plans = new Map<string, VariablePlan>();
@@ -130,6 +147,13 @@ export class AdamW extends tf.Optimizer {
   #guard: AdamWOptions["guard"];
   #lastOutcome: StepOutcome | null = null;
 
+  /**
+   * Binds the schedule to the run and records the weights' original names;
+   * the moments are created on each variable's first gradient.
+   *
+   * @throws {RangeError} for a bad `workers`, `stepsPerEpoch` or
+   * `totalSteps`.
+   */
   constructor(options: AdamWOptions) {
     super();
     const { config, workers = 1, stepsPerEpoch, totalSteps, weights = [] } =
@@ -162,7 +186,7 @@ export class AdamW extends tf.Optimizer {
 
   /** Applies one step; skips it (reported) on a non-finite gradient. */
   applyGradients(
-    variableGradients: tf.NamedTensorMap | NamedTensor[],
+    variableGradients: NamedTensorMap | NamedTensor[],
   ): void {
     const step = this.iterations;
     const lr = this.schedule.at(step);
@@ -264,7 +288,7 @@ export class AdamW extends tf.Optimizer {
 
   /** The gradients of variables that are trained, with their plans. */
   #trained(
-    variableGradients: tf.NamedTensorMap | NamedTensor[],
+    variableGradients: NamedTensorMap | NamedTensor[],
   ): Array<{ plan: VariablePlan; variable: tf.Variable; grad: tf.Tensor }> {
     const entries: Array<[string, tf.Tensor | null | undefined]> =
       Array.isArray(variableGradients)
@@ -443,6 +467,7 @@ export class AdamW extends tf.Optimizer {
     }
   }
 
+  /** Frees the moment and count tensors the optimizer holds. */
   override dispose(): void {
     this.#disposeMoments();
     super.dispose();
@@ -461,7 +486,8 @@ export class AdamW extends tf.Optimizer {
     this.#saved.clear();
   }
 
-  getConfig(): tf.serialization.ConfigDict {
+  /** The config, workers and step counts; what `fromConfig` rebuilds from. */
+  getConfig(): ConfigDict {
     return {
       config: configForSave(this.config),
       workers: this.workers,
@@ -470,10 +496,15 @@ export class AdamW extends tf.Optimizer {
     };
   }
 
-  /** @nocollapse */
+  /**
+   * Rebuilds an optimizer from {@linkcode AdamW.getConfig}'s output; moments
+   * and the step come back separately, through `setWeights`.
+   *
+   * @nocollapse
+   */
   static override fromConfig<T extends tf.serialization.Serializable>(
     cls: tf.serialization.SerializableConstructor<T>,
-    config: tf.serialization.ConfigDict,
+    config: ConfigDict,
   ): T {
     const options: AdamWOptions = {
       config: parseOptimizerConfig(config.config, "AdamW.fromConfig"),

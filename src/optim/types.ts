@@ -29,12 +29,15 @@ export type MatchMode = "substring" | "prefix" | "exact" | "regex";
 
 /** A key and how to match it, for freeze lists and decay exclusions. */
 export interface MatchRule {
+  /** Text compared with the variable's original name, as `match` says. */
   key: string;
+  /** How `key` is compared; plain-key rules take the config's `match`. */
   match: MatchMode;
 }
 
 /** One learning-rate multiplier rule. */
 export interface MultiplierRule extends MatchRule {
+  /** Factor on the scheduled rate for the variables it wins; 0 freezes them. */
   multiplier: number;
 }
 
@@ -52,12 +55,22 @@ export interface LayerDecayConfig {
  * `(max - min) * decay^(epoch - rampEpochs - sustainEpochs) + min`.
  */
 export interface ReferenceSchedule {
+  /** Selects this schedule. */
   kind: "reference";
+  /** Rate at epoch 0, where the ramp begins. */
   start: number;
+  /**
+   * Rate at the end of the ramp and through the sustain (before worker
+   * scaling).
+   */
   max: number;
+  /** Floor the exponential decay approaches. */
   min: number;
+  /** Epochs of the linear ramp from `start` to `max`. */
   rampEpochs: number;
+  /** Epochs held at `max` after the ramp. */
   sustainEpochs: number;
+  /** Per-epoch factor on `max - min` after the sustain. */
   decay: number;
   /**
    * `epoch`: whole epochs, as Keras's LearningRateScheduler does;
@@ -70,9 +83,13 @@ export interface ReferenceSchedule {
 
 /** Linear warm-up from `start` to `peak` over `warmupSteps`, then `peak`. */
 export interface WarmupStepsSchedule {
+  /** Selects this schedule. */
   kind: "warmup_steps";
+  /** Rate at step 0 (not scaled by workers). */
   start: number;
+  /** Rate from step `warmupSteps` on (before worker scaling). */
   peak: number;
+  /** Steps of the linear warm-up from `start` to `peak`. */
   warmupSteps: number;
   /** Multiply `peak` by the number of workers. */
   scaleWithWorkers: boolean;
@@ -84,10 +101,15 @@ export interface WarmupStepsSchedule {
  * step `decaySteps` (counted from step 0) and held after it.
  */
 export interface CosineSchedule {
+  /** Selects this schedule. */
   kind: "cosine";
+  /** Rate at step 0 (not scaled by workers). */
   start: number;
+  /** Rate at the end of the warm-up (before worker scaling). */
   peak: number;
+  /** Rate at step `decaySteps` and after. */
   min: number;
+  /** Steps of the linear warm-up from `start` to `peak`. */
   warmupSteps: number;
   /** Steps from 0 to the end of the decay; `null` means the run's total. */
   decaySteps: number | null;
@@ -97,7 +119,9 @@ export interface CosineSchedule {
 
 /** The same rate at every step. */
 export interface ConstantSchedule {
+  /** Selects this schedule. */
   kind: "constant";
+  /** The rate (before worker scaling). */
   value: number;
   /** Multiply `value` by the number of workers. */
   scaleWithWorkers: boolean;
@@ -117,9 +141,16 @@ export type DecayEta = "one" | "schedule";
 export interface OptimizerConfig {
   /** The preset the config started from, if any. */
   preset: "reference" | null;
+  /** Decoupled-decay convention. @default "pytorch" */
   convention: DecayConvention;
+  /** Decay rate of the first-moment average. @default 0.9 */
   beta1: number;
+  /** Decay rate of the second-moment average. @default 0.999 */
   beta2: number;
+  /**
+   * Added to `sqrt(v)` in the denominator. @default 1e-8 (pytorch), 1e-7
+   * (keras)
+   */
   epsilon: number;
   /** Decoupled weight decay; 0 turns decay off. */
   weightDecay: number;
@@ -144,6 +175,7 @@ export interface OptimizerConfig {
   layerDecay: LayerDecayConfig | null;
   /** Variables matching one of these are frozen (no update, no moments). */
   freeze: MatchRule[];
+  /** Learning-rate schedule. @default constant 1e-3 */
   schedule: ScheduleConfig;
 }
 

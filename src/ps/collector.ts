@@ -40,9 +40,14 @@ export interface GradientCollectorOptions {
 
 /** Raised when ranks stay silent past the abort threshold. */
 export class StallError extends Error {
+  /** The step that stalled. */
   readonly step: number;
+  /** Ranks whose gradients never completed. */
   readonly missingRanks: number[];
 
+  /**
+   * Makes the error for `step`, after `seconds` of waiting on `missingRanks`.
+   */
   constructor(step: number, missingRanks: number[], seconds: number) {
     super(
       `step ${step}: no complete gradients from rank(s) ` +

@@ -27,6 +27,7 @@ export interface EpochPlanState {
 
 /** One step's assignment. */
 export interface Assignment {
+  /** The epoch the step's examples come from. */
   epoch: number;
   /** Positions per rank, `positions[rank]`; empty for idle ranks. */
   positions: number[][];
@@ -60,6 +61,11 @@ export class EpochPlan {
   #requeued: number[];
   #order: Int32Array;
 
+  /**
+   * Starts at `options.state`, or at epoch 0 with nothing handed out.
+   *
+   * @throws {RangeError} for a state that does not fit `n` examples.
+   */
   constructor(options: EpochPlanOptions) {
     this.#o = options;
     const state = options.state ?? { epoch: 0, cursor: 0, requeued: [] };

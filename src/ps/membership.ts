@@ -65,8 +65,10 @@ export interface MembershipOptions {
 
 /** Raised when too few ranks are live within the abort threshold. */
 export class JoinTimeoutError extends Error {
+  /** Ranks that were not live in time. */
   readonly missingRanks: number[];
 
+  /** Makes the error, naming `missingRanks` and the `seconds` waited. */
   constructor(missingRanks: number[], seconds: number) {
     super(
       `rank(s) ${missingRanks.join(", ")} did not join within ${seconds} s; ` +

@@ -61,12 +61,17 @@ const PROGRESS_EVERY_MS = 15_000;
 
 /** Options of {@linkcode runParameterServer}. */
 export interface ParameterServerOptions {
+  /** Data, model, layout and fingerprint of the job (`setupJob`). */
   setup: JobSetup;
+  /** Run id: one token of letters, digits, `_` and `-`. */
   runId: string;
+  /** Connection to the message bus (NATS or in-process). */
   transport: Transport;
   /** The initial flat weights (pretrained backbone, seeded head). */
   initialWeights: Float32Array;
+  /** Pixel scaling the weights expect; validation batches use it. */
   inputScaling: InputScaling;
+  /** Receives progress, warnings and rejected messages. */
   log: Logger;
   /** Results folder: metrics.jsonl, checkpoint.msgpack. */
   outDir: string;
@@ -80,15 +85,25 @@ export interface ParameterServerOptions {
 
 /** How the run ended, for `summary.json`. */
 export interface PsResult {
+  /** Final flat weights: the moving average when `train.emaDecay` > 0. */
   weights: Float32Array;
+  /** Hex SHA-256 of `weights` as little-endian float32 bytes. */
   weightsSha256: string;
+  /** Steps done (weights versions published), skipped ones included. */
   steps: number;
+  /** Steps whose update was skipped for a non-finite gradient or value. */
   skippedSteps: number;
+  /** Epochs done: whole epochs plus the share of the current one. */
   epochs: number;
+  /** The last validation result; null when the run ended unevaluated. */
   evaluation: Evaluation | null;
+  /** Every rank that ever joined, with its tfjs backend and device. */
   members: { rank: number; backend: string; device: string | null }[];
+  /** Messages rejected, by reason (every reason, zeros included). */
   rejections: Record<string, number>;
+  /** Wall-clock seconds of training, including those before a resume. */
   wallSeconds: number;
+  /** Training images per second since this process started or resumed. */
   imagesPerSecond: number;
 }
 

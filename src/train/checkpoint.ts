@@ -44,7 +44,9 @@ const HEADER_BYTES = 32;
 
 /** What a checkpoint holds. */
 export interface Checkpoint {
+  /** Id of the run that wrote it. */
   runId: string;
+  /** Config fingerprint of the job; a resumed job must have the same. */
   fingerprint: string;
   /** Steps completed; the next step to run. */
   step: number;
@@ -73,8 +75,12 @@ export interface Checkpoint {
 
 /** A checkpoint that cannot be read or does not fit the job. */
 export class CheckpointError extends Error {
+  /**
+   * The checkpoint file at fault, or `(resume)` for a mismatch with the job.
+   */
   readonly file: string;
 
+  /** Makes the error; the message starts with `file`. */
   constructor(file: string, message: string, options?: ErrorOptions) {
     super(`${file}: ${message}`, options);
     this.name = "CheckpointError";
@@ -114,6 +120,10 @@ export class CheckpointWriteError extends Error {
   /** True when the temporary file could not be removed either. */
   readonly tempLeft: boolean;
 
+  /**
+   * Wraps the failed atomic write of step `step`; `previous` says what is at
+   * the path now.
+   */
   constructor(
     step: number,
     cause: AtomicWriteError,

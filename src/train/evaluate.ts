@@ -12,6 +12,7 @@ import type { Batch } from "./local_step.ts";
 export interface Evaluation {
   /** Examples evaluated. */
   count: number;
+  /** Share of examples whose arg-max prediction is the label, in [0, 1]. */
   accuracy: number;
   /** Unweighted mean of the per-class F1 scores. */
   macroF1: number;

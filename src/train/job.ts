@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type * as tfl from "@tensorflow/tfjs-layers";
+import type { LayersModel } from "../_tfjs_types.ts";
 import { fingerprint, type JobConfig } from "../config.ts";
 import {
   type ImageFolderDataset,
@@ -18,12 +18,19 @@ import { describeLayout, layoutOf, type VariableLayout } from "./layout.ts";
 
 /** The data loaded, the model built and the run's length. */
 export interface JobSetup {
+  /** The job's config, as given. */
   config: JobConfig;
+  /** The decoded train and validation splits. */
   dataset: ImageFolderDataset;
+  /** Class names in label-index order (the dataset's). */
   classes: string[];
-  model: tfl.LayersModel;
+  /** MobileNetV2 with seeded initial weights; the caller disposes it. */
+  model: LayersModel;
+  /** Order of the model's variables in the flat vector. */
   layout: VariableLayout;
+  /** Config fingerprint the parameter server checks when a worker joins. */
   fingerprint: string;
+  /** Steps per epoch with every rank live: ceil(examples / global batch). */
   stepsPerEpoch: number;
   /** Steps the run takes: epochs times steps per epoch, or `maxSteps`. */
   totalSteps: number;

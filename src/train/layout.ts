@@ -11,6 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type * as tfl from "@tensorflow/tfjs-layers";
+import type { LayersModel } from "../_tfjs_types.ts";
 
 /** What part of the state a variable is. */
 export type VariableRole = "trainable" | "bn_stat";
@@ -19,16 +20,22 @@ export type VariableRole = "trainable" | "bn_stat";
 export interface LayoutEntry {
   /** Original (Keras) name, e.g. `block_1_expand/kernel`. */
   name: string;
+  /** Variable shape; `[]` for a scalar. */
   shape: number[];
   /** Number of values. */
   size: number;
   /** Offset in floats from the start of the flat vector. */
   offset: number;
+  /**
+   * `trainable` (sent as gradients) or `bn_stat` (a BatchNorm moving
+   * statistic).
+   */
   role: VariableRole;
 }
 
 /** A model's variables in transport order. */
 export interface VariableLayout {
+  /** Every variable, trainable ones first, in flat-vector order. */
   entries: LayoutEntry[];
   /** Length of the flat vector in floats. */
   totalSize: number;
@@ -50,7 +57,7 @@ function isMovingStatistic(name: string): boolean {
 }
 
 /** The layout of a model's variables. */
-export function layoutOf(model: tfl.LayersModel): VariableLayout {
+export function layoutOf(model: LayersModel): VariableLayout {
   const trainable = model.weights.filter((w) =>
     !isMovingStatistic(w.originalName)
   );
@@ -89,14 +96,14 @@ export function describeLayout(layout: VariableLayout): string[] {
 }
 
 function variablesByName(
-  model: tfl.LayersModel,
+  model: LayersModel,
 ): Map<string, tfl.LayerVariable> {
   return new Map(model.weights.map((w) => [w.originalName, w]));
 }
 
 /** Copies a model's current variable values into one flat vector. */
 export function readFlat(
-  model: tfl.LayersModel,
+  model: LayersModel,
   layout: VariableLayout,
 ): Float32Array {
   const flat = new Float32Array(layout.totalSize);
@@ -112,7 +119,7 @@ export function readFlat(
 
 /** Assigns a flat vector's values to a model's variables. */
 export function writeFlat(
-  model: tfl.LayersModel,
+  model: LayersModel,
   layout: VariableLayout,
   flat: Float32Array,
 ): void {

@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type * as tfl from "@tensorflow/tfjs-layers";
+import type { LayersModel } from "../_tfjs_types.ts";
 import type { VariableLayout } from "./layout.ts";
 import { installFrozenBatchNormGradient } from "./batch_norm_grad.ts";
 
@@ -27,7 +27,9 @@ export interface Batch {
 
 /** Options of {@linkcode computeLocalStep}. */
 export interface LocalStepOptions {
+  /** Side of the square input in pixels. */
   imageSize: number;
+  /** Classes of the head, for the one-hot labels. */
   numClasses: number;
   /** `train` normalises with batch statistics and updates the moving ones. */
   batchNorm: "train" | "frozen";
@@ -40,6 +42,7 @@ export interface LocalStepResult {
    * moving statistics after this step's forward pass in the rest.
    */
   flat: Float32Array;
+  /** Examples the sums cover (the batch's count). */
   count: number;
   /** Sum of the examples' cross-entropy. */
   lossSum: number;
@@ -57,7 +60,7 @@ function crossEntropySum(probs: tf.Tensor2D, oneHot: tf.Tensor2D): tf.Scalar {
 
 /** Runs forward and backward on one batch; see the module doc. */
 export function computeLocalStep(
-  model: tfl.LayersModel,
+  model: LayersModel,
   layout: VariableLayout,
   batch: Batch,
   options: LocalStepOptions,

@@ -22,13 +22,19 @@ import { type RunSummary, summarize, writeSummary } from "./summary.ts";
 
 /** Options of {@linkcode runPsRole}. */
 export interface PsRoleOptions {
+  /** The job's config; every process must agree on its fingerprint. */
   config: JobConfig;
+  /** Run id: one token of letters, digits, `_` and `-`, shared by all roles. */
   runId: string;
+  /** Connection to the message bus (NATS or in-process). */
   transport: Transport;
+  /** Receives progress and warnings. */
   log: Logger;
+  /** Results folder (created): metrics, checkpoint, summary and model. */
   outDir: string;
   /** Backend name for the summary. */
   backend: string;
+  /** Checkpoint to resume from (same fingerprint and variable layout). */
   resume?: Checkpoint;
   /** Already prepared setup (in-process runs share nothing else). */
   setup?: JobSetup;
@@ -115,13 +121,21 @@ function checkResume(checkpoint: Checkpoint, setup: JobSetup): void {
 
 /** Options of {@linkcode runWorkerRole}. */
 export interface WorkerRoleOptions {
+  /** The job's config; its fingerprint must match the parameter server's. */
   config: JobConfig;
+  /** Run id of the parameter server to join. */
   runId: string;
+  /** This worker's rank, 0 to `train.workers - 1`. */
   rank: number;
+  /** Connection to the message bus (NATS or in-process). */
   transport: Transport;
+  /** Receives progress and warnings. */
   log: Logger;
+  /** tfjs backend the worker computes on, reported to the parameter server. */
   backend: string;
+  /** The accelerator, if any, reported to the parameter server. */
   device?: string | null;
+  /** A prepared setup, the caller's to free; by default one is made here. */
   setup?: JobSetup;
 }
 
@@ -150,11 +164,15 @@ export async function runWorkerRole(
 
 /** Options of {@linkcode trainInProcess}. */
 export interface TrainInProcessOptions {
+  /** The job's config; the PS and `train.workers` workers run from it. */
   config: JobConfig;
+  /** Run id: one token of letters, digits, `_` and `-`. */
   runId: string;
+  /** Results folder (created): metrics, checkpoint, summary and model. */
   outDir: string;
   /** Backend name for the summary (the caller selects it). */
   backend: string;
+  /** Receives every role's lines. @default stderr, role `in-process` */
   log?: Logger;
   /** The in-process bus's message size limit. */
   maxPayloadBytes?: number;

@@ -6,12 +6,12 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type * as tfl from "@tensorflow/tfjs-layers";
+import type { LayersModel } from "../_tfjs_types.ts";
 import { writeFileAtomic } from "./atomic_file.ts";
 
 /** Writes `dir/model.json` and `dir/weights.bin`. */
 export async function saveLayersModel(
-  model: tfl.LayersModel,
+  model: LayersModel,
   dir: string,
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });

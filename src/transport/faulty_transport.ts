@@ -22,8 +22,11 @@ export interface FaultOptions {
 
 /** What the hook did, for assertions. */
 export interface FaultCounts {
+  /** Every `publish` call, affected or not. */
   published: number;
+  /** Publishes silently dropped. */
   dropped: number;
+  /** Publishes held back by `delayMs`. */
   delayed: number;
 }
 
@@ -32,9 +35,15 @@ export class FaultyTransport implements Transport {
   readonly #inner: Transport;
   readonly #options: FaultOptions;
   #state: number;
+  /** Running totals of what the hook did. */
   readonly counts: FaultCounts = { published: 0, dropped: 0, delayed: 0 };
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
 
+  /**
+   * Wraps `inner`; subscriptions and flushes pass through unchanged.
+   *
+   * @throws {RangeError} when `dropFraction` is outside [0, 1).
+   */
   constructor(inner: Transport, options: FaultOptions) {
     const drop = options.dropFraction ?? 0;
     if (!(drop >= 0 && drop < 1)) {

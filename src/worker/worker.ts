@@ -47,10 +47,15 @@ import {
 
 /** Options of {@linkcode runWorker}. */
 export interface WorkerOptions {
+  /** Data, model, layout and fingerprint of the job (`setupJob`). */
   setup: JobSetup;
+  /** Run id of the parameter server to join. */
   runId: string;
+  /** This worker's rank, 0 to `train.workers - 1`. */
   rank: number;
+  /** Connection to the message bus (NATS or in-process). */
   transport: Transport;
+  /** Receives progress and warnings. */
   log: Logger;
   /** The backend the worker computes on, reported to the PS. */
   backend: string;
@@ -66,8 +71,10 @@ export interface WorkerOptions {
 
 /** The PS refused this worker (e.g. a different config). */
 export class WorkerRefusedError extends Error {
+  /** The rank that was refused. */
   readonly rank: number;
 
+  /** Makes the error, with the reason the PS gave. */
   constructor(rank: number, reason: string) {
     super(`the parameter server refused rank ${rank}: ${reason}`);
     this.name = "WorkerRefusedError";
@@ -77,6 +84,7 @@ export class WorkerRefusedError extends Error {
 
 /** The PS stopped the run with `abort`. */
 export class RunAbortedError extends Error {
+  /** Makes the error, with the reason the PS's `abort` message gave. */
   constructor(reason: string) {
     super(`the parameter server aborted the run: ${reason}`);
     this.name = "RunAbortedError";
@@ -85,8 +93,10 @@ export class RunAbortedError extends Error {
 
 /** The worker's connection closed before the run ended. */
 export class WorkerDisconnectedError extends Error {
+  /** The rank whose connection closed. */
   readonly rank: number;
 
+  /** Makes the error; `cause` is the transport's close error, if any. */
   constructor(rank: number, cause: Error | undefined) {
     super(
       `rank ${rank}: the connection to the message bus closed before the ` +
@@ -100,7 +110,9 @@ export class WorkerDisconnectedError extends Error {
 
 /** What the worker did, for its exit log. */
 export interface WorkerResult {
+  /** Steps this rank computed and answered (idle steps not counted). */
   steps: number;
+  /** Messages this worker rejected, by reason (zeros included). */
   rejections: Record<string, number>;
 }
 

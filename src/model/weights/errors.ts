@@ -66,6 +66,7 @@ export class WeightsMismatchError extends Error {
   /** Names present on both sides with different shapes. */
   readonly shapeMismatches: ShapeMismatch[];
 
+  /** Makes the error; the message lists every mismatch by kind. */
   constructor(options: {
     source: string;
     missing: string[];

@@ -10,7 +10,11 @@
 /** Input scalings a weight source can declare. */
 export const INPUT_SCALINGS = ["minus_one_to_one", "zero_to_one"] as const;
 
-/** An input scaling: the range 8-bit pixel values map to, linearly. */
+/**
+ * An input scaling: the range 8-bit pixel values map to, linearly.
+ * `"minus_one_to_one"` is `x / 127.5 - 1` (Keras MobileNetV2
+ * `preprocess_input`), `"zero_to_one"` is `x / 255`.
+ */
 export type InputScaling = typeof INPUT_SCALINGS[number];
 
 /** True when `value` names an input scaling. */

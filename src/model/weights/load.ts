@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type * as tfl from "@tensorflow/tfjs-layers";
+import type { LayersModel } from "../../_tfjs_types.ts";
 import { fileURLToPath } from "node:url";
 import { assignWeights, planWeights } from "./apply.ts";
 import { readDptrainWeights } from "./dptrain_format.ts";
@@ -104,7 +104,7 @@ export interface LoadedWeights {
  * ```
  */
 export async function loadPretrainedWeights(
-  model: tfl.LayersModel,
+  model: LayersModel,
   options: LoadWeightsOptions,
 ): Promise<LoadedWeights> {
   const startMs = performance.now();
