@@ -126,7 +126,10 @@ export async function collectStep(
 
     // Re-publish the weights at most once per retry interval, for every
     // rank that lacks them (a broadcast serves all of them).
+    // Only a heartbeat sent after the last publication is news: one from
+    // before says nothing about it, and a rank busy computing sends none.
     const lacking = missing.filter((rank) =>
+      (membership.get(rank)?.lastSeen ?? 0) > lastWeightsSend &&
       lacksWeights(membership, rank, step, attempt)
     );
     if (lacking.length > 0 && now - lastWeightsSend >= retryMs) {

@@ -181,6 +181,9 @@ function checkNoUserInfo(url: string): void {
   }
 }
 
+// How long `close()` lets the client deliver what is pending.
+const CLOSE_DRAIN_MS = 5_000;
+
 const STATUS_LEVELS: Record<string, TransportLogLevel> = {
   disconnect: "warn",
   reconnect: "info",
@@ -304,7 +307,26 @@ class NatsTransport implements Transport {
   }
 
   async #close(): Promise<void> {
-    if (!this.#nc.isClosed()) await this.#nc.drain();
+    // Draining waits for the server; while the client is reconnecting it
+    // could wait for ever, and a process ending on an error would hang.
+    if (!this.#nc.isClosed()) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const drained = await Promise.race([
+        this.#nc.drain().then(() => true, () => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), CLOSE_DRAIN_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!drained && !this.#nc.isClosed()) {
+        this.#log({
+          level: "warn",
+          message: `nats ${this.#label} could not drain within ` +
+            `${CLOSE_DRAIN_MS} ms; closing without it`,
+        });
+        await this.#nc.close();
+      }
+    }
     await this.closed;
     await this.#statusLoop;
   }

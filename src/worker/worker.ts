@@ -420,6 +420,10 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       }
       state = "computing";
       heartbeat();
+      // Out before tfjs blocks the event loop: otherwise the PS would think
+      // the weights were lost and re-send them while this rank computes.
+      await transport.flush();
+      if (settled) break;
       const chunks = computeStep(job);
       last = { step: job.step, attempt: job.attempt, chunks };
       state = "answered";
@@ -431,6 +435,25 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   };
 
   const computeStep = (job: Job): Uint8Array[] => {
+    try {
+      return computeStepUnchecked(job);
+    } catch (error) {
+      // tfjs-wasm's heap ends at about 2 GiB; running out shows up as a
+      // bare "memory access out of bounds".
+      if (error instanceof WebAssembly.RuntimeError) {
+        throw new Error(
+          `rank ${rank} step ${job.step}: the ${options.backend} backend ` +
+            `failed (${error.message}); the wasm heap holds about 2 GiB: ` +
+            `with alpha 1.0 at 224 px keep --batch at 16 or below, or use ` +
+            "a smaller --image-size or --alpha",
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  };
+
+  const computeStepUnchecked = (job: Job): Uint8Array[] => {
     const started = performance.now();
     writeFlat(setup.model, layout, job.data);
 
