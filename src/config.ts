@@ -238,16 +238,7 @@ function checkInt(
   max: number,
   file: string | null,
 ): void {
-  if (
-    typeof value !== "number" || !Number.isInteger(value) || value < min ||
-    value > max
-  ) {
-    throw new ConfigError(
-      field,
-      `expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`,
-      file,
-    );
-  }
+  checkRange(field, value, { min, max, integer: true }, file);
 }
 
 function checkNumber(
@@ -257,13 +248,23 @@ function checkNumber(
   max: number,
   file: string | null,
 ): void {
-  if (
-    typeof value !== "number" || !Number.isFinite(value) || value < min ||
-    value > max
-  ) {
+  checkRange(field, value, { min, max, integer: false }, file);
+}
+
+function checkRange(
+  field: string,
+  value: unknown,
+  range: { min: number; max: number; integer: boolean },
+  file: string | null,
+): void {
+  const { min, max, integer } = range;
+  const ok = typeof value === "number" && Number.isFinite(value) &&
+    (!integer || Number.isInteger(value)) && value >= min && value <= max;
+  if (!ok) {
     throw new ConfigError(
       field,
-      `expected a number from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      `expected ${integer ? "an integer" : "a number"} from ${min} to ` +
+        `${max}, got ${JSON.stringify(value)}`,
       file,
     );
   }
