@@ -52,9 +52,8 @@ export class WeightAverage {
   /** Folds `weights` into the average. */
   update(weights: Float32Array): void {
     const t = this.#updates;
-    const d = Math.fround(Math.min(this.decay, (1 + t) / (10 + t)));
-    const keep = d;
-    const take = Math.fround(1 - d);
+    const keep = Math.fround(Math.min(this.decay, (1 + t) / (10 + t)));
+    const take = Math.fround(1 - keep);
     const avg = this.average;
     for (let i = 0; i < avg.length; i++) {
       avg[i] = Math.fround(keep * avg[i]) + Math.fround(take * weights[i]);
